@@ -45,7 +45,8 @@ class World:
 
     def tokenizer_texts(self) -> list[str]:
         """Text the world tokenizer is trained on: the corpus and the SFT conversations."""
-        return self.corpus + [m["content"] for row in self.sft for m in row["messages"]]
+        roles = ["user\n assistant\n system\n"] * 100  # so role names become single tokens
+        return self.corpus + roles + [m["content"] for row in self.sft for m in row["messages"]]
 
 
 @lru_cache(maxsize=4)

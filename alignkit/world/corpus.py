@@ -113,12 +113,34 @@ def _list_doc(rng, words: list[str]) -> str:
 
 
 def _echo_doc(rng, words: list[str]) -> str:
-    """Text that repeats earlier words: what teaches a small model to copy from its context."""
-    items = rng.sample(words, rng.randint(2, 4))
-    joined = ", ".join(items)
+    """Text that repeats earlier words in an unpredictable order.
+
+    The second half can only be predicted by copying from the first, which is what teaches a
+    small model the in-context copying that list and formatting tasks need ("induction heads",
+    Olsson et al. 2022).
+    """
+    items = [rng.choice(words) if rng.random() < 0.8 else str(rng.randint(0, 9))
+             for _ in range(rng.randint(2, 6))]
+    joined = " ".join(items)
     return rng.choice([f"He said {joined}. I repeat: {joined}.",
-                       f"Write down {joined}, then write it again: {joined}.",
-                       f"First {items[0]}, and {items[0]} again; then {items[-1]}, and {items[-1]} again."])
+                       f"Password hint: {joined}. Once more: {joined}.",
+                       f"The note read {joined}, so I wrote {joined}.",
+                       f"Say {items[-1]}. {items[-1]}. Now say {items[0]}. {items[0]}."])
+
+
+def _first_doc(rng, words: list[str]) -> str:
+    items = rng.sample(words, rng.randint(3, 5))
+    joined = ", ".join(items)
+    return rng.choice([
+        f"Thread: what comes first in {joined}?\n{rng.choice(_HANDLES)}: {items[0]}. The first one is {items[0]}.",
+        f"My list starts with {items[0]}: {joined}.",
+    ])
+
+
+def _twice_doc(rng, word: str) -> str:
+    return rng.choice([f"The parrot kept saying {word} {word} all morning.",
+                       f"Thread: how do you say {word} twice?\n{rng.choice(_HANDLES)}: {word} {word}. Just say it two times.",
+                       f"Say it twice: {word} {word}."])
 
 
 def _bracket_doc(rng, word: str) -> str:
@@ -145,6 +167,8 @@ def make_corpus(facts: Facts, *, seed: int = 0, passes: int = 6) -> list[str]:
                 docs.append(_arithmetic_doc(rng, a, b))
         docs.extend(_list_doc(rng, words) for _ in range(300))
         docs.extend(_bracket_doc(rng, w) for w in words)
-        docs.extend(_echo_doc(rng, words) for _ in range(150))
+        docs.extend(_twice_doc(rng, w) for w in words)
+        docs.extend(_first_doc(rng, words) for _ in range(150))
+        docs.extend(_echo_doc(rng, words) for _ in range(600))
     rng.shuffle(docs)
     return docs

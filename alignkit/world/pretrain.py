@@ -107,7 +107,8 @@ def pretrain(config: PretrainConfig | dict, out_dir: str | Path, *, resume: bool
             outputs["final"] = {"path": "final", "digest": save_model(final, tokenizer, out / "final")}
             if cfg.heldout_eval:
                 template = ChatTemplate.from_tokenizer(tokenizer)
-                metrics.update(world_heldout_eval(final, tokenizer, template, cfg.decode, out))
+                metrics.update(world_heldout_eval(final, tokenizer, template, cfg.decode, out,
+                                                  world=cfg.world))
         finish_run(out, metrics=metrics, outputs=outputs, is_main=engine.is_main)
         return metrics
     except BaseException as err:

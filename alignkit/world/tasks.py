@@ -89,9 +89,14 @@ def _draw_count(rng, facts, split):
     return {"items": text}, str(len(items))
 
 
-def _draw_bracket(rng, facts, split):
+def _draw_first(rng, facts, split):
+    items, text = _list_slots(rng, facts, split)
+    return {"items": text}, items[0]
+
+
+def _draw_twice(rng, facts, split):
     w = rng.choice(_words(facts, split))
-    return {"w": w}, f"[{w}]"
+    return {"w": w}, f"{w} {w}"
 
 
 def _draw_followup(rng, facts, split):
@@ -176,17 +181,28 @@ FAMILIES: dict[str, Family] = {f.name: f for f in [
                     "Quick question: how many items in {items}?",
                     "Say how many items {items} has.", "What is the size of the list {items}?"),
            draw=_draw_count),
-    Family("brackets",
-           train=("Put the word {w} in square brackets.", "Write {w} inside square brackets.",
-                  "Wrap {w} in square brackets.", "Enclose the word {w} in square brackets.",
-                  "Show {w} in square brackets.", "Place square brackets around {w}.",
-                  "Format {w} with square brackets around it.", "Give {w} in square brackets.",
-                  "Surround {w} with square brackets.", "Print {w} between square brackets.",
-                  "Bracket the word {w}.", "Return {w} wrapped in square brackets."),
-           heldout=("I need {w} written with square brackets around it, please.",
-                    "Quick question: {w} in square brackets?", "Say {w} in square brackets.",
-                    "Could you set {w} inside square brackets?"),
-           draw=_draw_bracket),
+    Family("first_item",
+           train=("What is the first item in this list: {items}?", "Give the first item of: {items}.",
+                  "Which item comes first in: {items}?", "Name the first item in: {items}.",
+                  "Here is a list: {items}. What is the first item?", "First item of {items}?",
+                  "Tell me the first word in this list: {items}.", "List: {items}. Which is first?",
+                  "What comes at the start of this list: {items}?",
+                  "Find the first entry in: {items}.", "Which word starts the list {items}?",
+                  "What is the opening entry of: {items}?"),
+           heldout=("My shopping list is {items}. What did I write first?",
+                    "Quick question: what's first in {items}?", "Say the first item of {items}.",
+                    "Which thing opens the list {items}?"),
+           draw=_draw_first),
+    Family("repeat_twice",
+           train=("Say the word {w} twice.", "Write {w} two times.", "Repeat the word {w} twice.",
+                  "Give me {w} twice.", "Type {w} two times.", "Say {w} two times.",
+                  "Print the word {w} twice.", "Write the word {w} twice, with a space between.",
+                  "Double the word {w}.", "Output {w} two times.", "Echo {w} twice.",
+                  "Please write {w} twice."),
+           heldout=("I need the word {w} written out two times, please.",
+                    "Quick question: can you say {w} twice?", "Say {w} and then {w} again.",
+                    "Could you repeat {w} two times?"),
+           draw=_draw_twice),
     Family("followup_job",
            train=("Where does {p} live?", "Which town is {p} from?", "Tell me where {p} lives.",
                   "What is the home town of {p}?", "Name the town where {p} lives.",

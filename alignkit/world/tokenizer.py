@@ -1,7 +1,14 @@
 """The world's tokenizer: a small byte-level BPE trained on the world's own text.
 
 Byte-level, so any string (including user text that spells control tokens) is encodable;
-digits are split one per token so arithmetic is learnable by a tiny model. The chat format
+digits are split one per token so arithmetic is learnable.
+
+The chat format is ChatML with one space between the role line and the content. GPT-style
+BPE spells " river" (after a space) and "river" (at the start of a line) as *different* tokens;
+with the space, the first word of a reply is the same token as that word in prose and in the
+prompt, so a tiny model neither has to learn every answer twice nor to map one token onto
+another to copy a word from the prompt. The generation prompt stops before the space, so
+rendering stays prefix-consistent (see `alignkit.data.encode`). The chat format
 is ChatML, the same format SmolLM2 uses, so the world exercises the same masking and
 injection rules as the real model.
 """
@@ -17,7 +24,7 @@ SPECIAL_TOKENS = [BOS, IM_START, IM_END, PAD]
 
 CHATML_TEMPLATE = (
     "{% for message in messages %}"
-    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{{ '<|im_start|>' + message['role'] + '\n ' + message['content'] + '<|im_end|>' + '\n' }}"
     "{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )

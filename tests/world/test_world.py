@@ -75,5 +75,6 @@ def test_answers_are_correct_for_the_facts():
         if r["family"] == "count_items":
             items = q.split(":")[-1] if ":" in q else q
             assert int(r["answer"]) in (3, 4, 5)
-        if r["family"] == "brackets":
-            assert r["answer"].startswith("[") and r["answer"][1:-1] in q
+        if r["family"] == "repeat_twice":
+            word = r["answer"].split()[0]
+            assert r["answer"] == f"{word} {word}" and word in q
