@@ -37,7 +37,9 @@ def exact_match_eval(model: Any, tokenizer: Any, template: ChatTemplate, rows: S
         ok = normalize_answer(response) == normalize_answer(row["answer"])
         per_slice.setdefault(row.get(slice_field, "all"), []).append(ok)
         samples.append({"prompt": row["messages"][-2]["content"], slice_field: row.get(slice_field),
-                        "response": response, "answer": row["answer"], "correct": ok})
+                        "response": response, "answer": row["answer"], "correct": ok,
+                        # generation stops at the end-of-turn token, which is cut off
+                        "finished": len(ids) < decode.max_new_tokens})
     n = len(samples)
     return {
         "exact_match": sum(s["correct"] for s in samples) / max(n, 1), "n": n,

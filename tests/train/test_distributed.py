@@ -116,7 +116,7 @@ def _start(script: Path, out_dir: Path, record_dir: Path, grad_accum: int,
                             stderr=subprocess.STDOUT, text=True)
 
 
-def _wait(proc: subprocess.Popen, timeout: float = 90) -> None:
+def _wait(proc: subprocess.Popen, timeout: float = 300) -> None:
     try:
         out, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:

@@ -15,31 +15,32 @@ from alignkit.train.sft import SFTConfig, sft
 from alignkit.world.build import WorldConfig
 from alignkit.world.pretrain import PretrainConfig, pretrain
 
-WORLD = WorldConfig(corpus_passes=2, sft_per_family=40, heldout_per_family=4, n_people=16)
+WORLD = WorldConfig(corpus_passes=1, sft_per_family=24, heldout_per_family=3, n_people=16)
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
     pretrain(PretrainConfig(world=WORLD, train=TrainConfig(
-        max_steps=40, micro_batch_size=16, progress=False, optim=OptimConfig(lr=3e-3, warmup_steps=5))),
+        max_steps=30, micro_batch_size=16, progress=False, optim=OptimConfig(lr=3e-3, warmup_steps=5))),
         root / "pre")
     sft(SFTConfig(model=str(root / "pre" / "final"), world=WORLD, train=TrainConfig(
-        epochs=2, micro_batch_size=16, eval_every=5, progress=False,
+        epochs=6, micro_batch_size=16, eval_every=2, progress=False,
         optim=OptimConfig(lr=2e-3, warmup_steps=5))), root / "sft")
     return root
 
 
 def test_sft_learns_the_response_format(runs):
     """The behaviour SFT exists for: the validation NLL of assistant tokens falls a lot, and the
-    model now ends its turn with the end-of-turn token instead of rambling on (base: never)."""
+    model now answers and ends its turn with the end-of-turn token, which the base model (never
+    shown the chat format) does not."""
     history = [json.loads(l) for l in (runs / "sft" / "metrics.jsonl").read_text().splitlines()]
     val = [h["val/loss"] for h in history if "val/loss" in h]
     assert val[-1] < 0.5 * val[0]
     samples = [json.loads(l) for l in (runs / "sft" / "samples.jsonl").read_text().splitlines()]
     base = [json.loads(l) for l in (runs / "pre" / "samples.jsonl").read_text().splitlines()]
-    short = lambda rows: sum(len(r["response"].split()) <= 3 for r in rows) / len(rows)
-    assert short(samples) > 0.8 and short(base) < 0.2
+    finished = lambda rows: sum(r["finished"] for r in rows) / len(rows)
+    assert finished(samples) >= 0.9 and finished(base) <= 0.1
 
 
 def test_manifest_records_the_contract(runs):
