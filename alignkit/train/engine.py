@@ -166,6 +166,27 @@ def default_param_groups(model: nn.Module, weight_decay: float) -> list[dict[str
     return [g for g in groups if g["params"]]
 
 
+def fused_adamw_ok(param_groups: list[dict[str, Any]]) -> bool:
+    """Whether torch's fused AdamW kernel can take these parameters.
+
+    The fused kernel updates each tensor in one pass, where torch's default on CPU is a Python
+    loop of ~6 element-wise kernels per tensor: on the 5 M-parameter SFT benchmark
+    (benchmarks/sft_vs_trl.py) the optimizer step takes ~7 ms instead of ~15 ms on 2 cores. It
+    is the same update rule (Loshchilov & Hutter 2019); results differ from the loop only by
+    float rounding, and a resumed run stays bitwise equal to an uninterrupted one. It needs
+    plain floating-point tensors on CPU or CUDA (not DTensors or other subclasses).
+
+    >>> fused_adamw_ok([{"params": [nn.Parameter(torch.zeros(2))]}])
+    True
+    >>> fused_adamw_ok([{"params": [torch.zeros(2, device="meta")]}])
+    False
+    """
+    params = [p for g in param_groups for p in g["params"]]
+    return bool(params) and all(
+        type(p) in (torch.Tensor, nn.Parameter) and p.is_floating_point()
+        and p.device.type in ("cpu", "cuda") for p in params)
+
+
 def _append_jsonl(path: Path, record: dict[str, Any]) -> None:
     """Append one JSON line and flush it to disk (a kill loses at most this line)."""
     with open(path, "a", encoding="utf-8") as f:
@@ -255,7 +276,8 @@ class Engine:
         groups = param_groups if param_groups is not None else default_param_groups(
             model, o.weight_decay)
         optimizer = torch.optim.AdamW(groups, lr=o.lr, betas=o.betas, eps=o.eps,
-                                      weight_decay=o.weight_decay)
+                                      weight_decay=o.weight_decay,
+                                      fused=True if fused_adamw_ok(groups) else None)
         # The scheduler is not passed to prepare(): Accelerate would step it once per process.
         self.model, self.optimizer = accelerator.prepare(model, optimizer)
         self.scheduler = make_scheduler(optimizer, total_steps=self.total_steps,

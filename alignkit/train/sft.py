@@ -201,8 +201,12 @@ def sft(config: SFTConfig | dict, out_dir: str | Path, *, resume: bool = False) 
         raise ConfigError(f"{len(encoded)} training examples but micro_batch_size is "
                           f"{cfg.train.micro_batch_size}")
 
+    from accelerate import Accelerator
+
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    is_main = accelerator.is_main_process  # only rank 0 writes manifests, checkpoints, models
     manifest_config = cfg.model_dump(mode="json")
-    begin_run(out, "sft", manifest_config, resume=resume, seed=cfg.seed,
+    begin_run(out, "sft", manifest_config, resume=resume, is_main=is_main, seed=cfg.seed,
               inputs={"train": data_entry}, base_model={"spec": cfg.model, "digest": loaded.digest},
               template={"name": template.name, "digest": template.digest},
               decode={**cfg.decode.model_dump(mode="json"), "digest": cfg.decode.digest},
@@ -244,7 +248,8 @@ def sft(config: SFTConfig | dict, out_dir: str | Path, *, resume: bool = False) 
             return {"loss": total / max(count, 1e-9)}
 
         engine = Engine(model=scorer, config=train_cfg, out_dir=out, epoch_batches=epoch_batches,
-                        loss_fn=sft_loss, eval_fn=eval_fn, run_config=manifest_config)
+                        loss_fn=sft_loss, eval_fn=eval_fn, accelerator=accelerator,
+                        run_config=manifest_config)
         result = engine.train(resume=resume)
         final = engine.unwrapped_model().model
         metrics = {k: float(v) for k, v in result.final_metrics.items()
@@ -259,7 +264,7 @@ def sft(config: SFTConfig | dict, out_dir: str | Path, *, resume: bool = False) 
         finish_run(out, metrics=metrics, outputs=outputs, is_main=engine.is_main)
         return metrics
     except BaseException as err:
-        fail_run(out, err)
+        fail_run(out, err, is_main=is_main)
         raise
 
 

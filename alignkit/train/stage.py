@@ -26,14 +26,14 @@ def begin_run(out_dir: str | Path, stage: str, config: dict[str, Any], *, resume
 
     A finished run in OUT is never overwritten silently: resume it or choose another OUT.
     """
+    if not is_main:  # rank 0 alone owns OUT (checking here would race with its first write)
+        return None
     out = Path(out_dir)
     manifest_file = out / "manifest.json"
     if manifest_file.exists() and not resume:
         old = read_manifest(out)
         raise ConfigError(f"{out} already holds a {old.stage} run (status {old.status}); "
                           "pass --resume to continue it, or choose another --out")
-    if not is_main:
-        return None
     if manifest_file.exists():
         return update_manifest(out, status="running")
     return start_manifest(out, stage, config, **fields)
