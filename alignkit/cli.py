@@ -58,6 +58,46 @@ def sft(config: Optional[Path] = ConfigOpt, set_: Optional[List[str]] = SetOpt,
     _print_metrics("sft", run(_load(SFTConfig, config, set_), out, resume=resume))
 
 
+@app.command("classify-refusals")
+def classify_refusals(
+        input: Path = typer.Option(..., "--input", help="CSV or JSONL file of (prompt, completion) rows"),
+        prompt_field: str = typer.Option("prompt", "--prompt-field"),
+        completion_field: str = typer.Option("completion", "--completion-field"),
+        out: Path = typer.Option(..., "--out", help="JSONL or CSV: one label per input row, in order"),
+        method: str = typer.Option("rules", "--method", help="rules (default) | prefix (XSTest baseline)")):
+    """Label completions as full_compliance / full_refusal / partial_refusal."""
+    from collections import Counter
+
+    from alignkit.evals.refusal import classify_file
+
+    labels = classify_file(input, prompt_field, completion_field, out, method)
+    counts = Counter(label.label for label in labels)
+    _print_metrics(f"refusal labels ({method})", {k: v for k, v in sorted(counts.items())})
+
+
+@app.command("eval")
+def eval_(model: str = typer.Option(..., "--model", help="HF dir, .gguf file or builtin:NAME"),
+          suite: str = typer.Option("world_tasks", "--suite",
+                                    help="world_tasks (held-out exact match); more suites are coming"),
+          template: Optional[str] = typer.Option(None, "--template", help="chat template override"),
+          set_: Optional[List[str]] = SetOpt,
+          out: Path = OutOpt):
+    """Evaluate a model; writes OUT/eval.json and OUT/samples.jsonl."""
+    from alignkit.contract.specs import DecodeSpec
+    from alignkit.data.templates import resolve_chat_template
+    from alignkit.errors import ConfigError
+    from alignkit.models.loading import load_model
+    from alignkit.train.config import apply_overrides
+    from alignkit.train.sft import world_heldout_eval
+
+    if suite != "world_tasks":
+        raise ConfigError(f"unknown suite {suite!r}; available: world_tasks")
+    decode = apply_overrides(DecodeSpec(max_new_tokens=16), set_ or [])
+    loaded = load_model(model)
+    tpl = resolve_chat_template(loaded.tokenizer, template)
+    _print_metrics(f"eval {suite}", world_heldout_eval(loaded.model, loaded.tokenizer, tpl, decode, out))
+
+
 @app.command()
 def lineage(run_dir: Path = typer.Argument(..., help="a run directory with manifest.json")):
     """Print the chain of runs from the base model to RUN_DIR."""
