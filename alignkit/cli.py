@@ -58,6 +58,24 @@ def sft(config: Optional[Path] = ConfigOpt, set_: Optional[List[str]] = SetOpt,
     _print_metrics("sft", run(_load(SFTConfig, config, set_), out, resume=resume))
 
 
+@app.command("prefer")
+def prefer(config: Optional[Path] = ConfigOpt, set_: Optional[List[str]] = SetOpt,
+           out: Path = OutOpt, resume: bool = ResumeOpt):
+    """Preference optimisation: sigmoid (DPO) | ipo | cdpo | robust | hinge | kto | orpo | simpo."""
+    from alignkit.train.prefer import PreferConfig, prefer as run
+
+    _print_metrics("prefer", run(_load(PreferConfig, config, set_), out, resume=resume))
+
+
+@app.command("reward")
+def reward(config: Optional[Path] = ConfigOpt, set_: Optional[List[str]] = SetOpt,
+           out: Path = OutOpt, resume: bool = ResumeOpt):
+    """Bradley-Terry reward model; writes OUT/eval.json (accuracy, margins, ECE, slices)."""
+    from alignkit.train.reward import RewardConfig, reward as run
+
+    _print_metrics("reward", run(_load(RewardConfig, config, set_), out, resume=resume))
+
+
 @app.command("classify-refusals")
 def classify_refusals(
         input: Path = typer.Option(..., "--input", help="CSV or JSONL file of (prompt, completion) rows"),
