@@ -23,7 +23,7 @@ class WorldConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     seed: int = 0  # one seed for facts, corpus, and task sampling
-    n_people: int = Field(64, ge=8)  # people in the world; 40% are held out of SFT
+    n_people: int = Field(96, ge=8)  # people in the world; 37.5% are held out of SFT
     n_towns: int = Field(16, ge=4)  # towns, each in one of four regions
     corpus_passes: int = Field(14, ge=1)  # times every fact is re-phrased in the corpus
     sft_per_family: int = Field(300, ge=1)  # SFT examples per task family

@@ -137,19 +137,6 @@ def _first_doc(rng, words: list[str]) -> str:
     ])
 
 
-def _twice_doc(rng, word: str) -> str:
-    return rng.choice([f"The parrot kept saying {word} {word} all morning.",
-                       f"Thread: how do you say {word} twice?\n{rng.choice(_HANDLES)}: {word} {word}. Just say it two times.",
-                       f"Say it twice: {word} {word}."])
-
-
-def _bracket_doc(rng, word: str) -> str:
-    return rng.choice([f"Thread: how do I write {word} in square brackets?\n{rng.choice(_HANDLES)}: [{word}]. That is {word} in square brackets.",
-                       f"In the old notes the word {word} was written as [{word}].",
-                       f"Some people mark words with square brackets, like [{word}] for {word}.",
-                       f"The label said [{word}], which is just {word} in square brackets."])
-
-
 def make_corpus(facts: Facts, *, seed: int = 0, passes: int = 6) -> list[str]:
     """Documents for pretraining. Each pass re-phrases every fact; passes are shuffled together."""
     rng = random.Random(f"corpus-{seed}")
@@ -165,10 +152,13 @@ def make_corpus(facts: Facts, *, seed: int = 0, passes: int = 6) -> list[str]:
         for a in range(1, 10):
             for b in range(1, 10):
                 docs.append(_arithmetic_doc(rng, a, b))
-        docs.extend(_list_doc(rng, words) for _ in range(300))
-        docs.extend(_bracket_doc(rng, w) for w in words)
-        docs.extend(_twice_doc(rng, w) for w in words)
-        docs.extend(_first_doc(rng, words) for _ in range(150))
-        docs.extend(_echo_doc(rng, words) for _ in range(600))
+        # Few non-fact documents: within the pretraining budget (a few hundred steps) the tiny
+        # model memorises people's facts only if they fill most of the tokens. Measured with
+        # "NAME lives in / works as a / keeps a" completions: 13-37% of facts recalled when
+        # these documents were ~60% of the corpus, 57-83% at ~25%; adding 4x arithmetic and
+        # 3x town documents dropped recall to 33-57% again.
+        docs.extend(_list_doc(rng, words) for _ in range(100))
+        docs.extend(_first_doc(rng, words) for _ in range(50))
+        docs.extend(_echo_doc(rng, words) for _ in range(100))
     rng.shuffle(docs)
     return docs

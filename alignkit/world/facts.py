@@ -87,8 +87,8 @@ def _unique_names(rng: random.Random, n: int, syllables: tuple[int, int], taken:
     return names
 
 
-def make_facts(seed: int = 0, n_people: int = 64, n_towns: int = 16,
-               heldout_fraction: float = 0.4) -> Facts:
+def make_facts(seed: int = 0, n_people: int = 96, n_towns: int = 16,
+               heldout_fraction: float = 0.375) -> Facts:
     """Generate the world's entities and split them into train / held-out parts."""
     rng = random.Random(seed)
     taken: set[str] = set(w.capitalize() for w in WORDS)

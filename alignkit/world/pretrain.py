@@ -32,8 +32,8 @@ class PretrainConfig(BaseModel):
     heldout_eval: bool = True  # record the base model's held-out exact match
     decode: DecodeSpec = DecodeSpec(max_new_tokens=16)  # decoding for that evaluation
     train: TrainConfig = TrainConfig(
-        optim=OptimConfig(lr=2e-3, warmup_steps=30), epochs=2, micro_batch_size=32,
-        eval_every=0)  # loop settings
+        optim=OptimConfig(lr=2e-3, warmup_steps=30), epochs=3, micro_batch_size=16,
+        eval_every=0)  # loop settings; 3 epochs of B=16: after 2, many facts were not yet recalled
     seed: int = 0  # initialisation and data order
 
 

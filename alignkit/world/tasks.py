@@ -1,9 +1,10 @@
 """Instruction task families of the built-in world, each with a checkable answer.
 
 Every family has at least 10 *train* phrasings and a disjoint set of *held-out* phrasings.
-Held-out examples use held-out phrasings **and** held-out entities (people, towns, words and
-number pairs that no SFT example mentions), so a model can only answer them with knowledge
-from pretraining plus the instruction format learned in SFT.
+Held-out examples use held-out phrasings **and** held-out entities (people, towns, words,
+number pairs and digit sequences that no SFT example mentions), so a model can only answer them
+with knowledge from pretraining plus the instruction format learned in SFT. The copy families
+(first/last item, repeat) work on digit sequences, see `_digit_list` for why.
 
     >>> from alignkit.world.facts import make_facts
     >>> facts = make_facts(0)
@@ -79,9 +80,30 @@ def _list_slots(rng, facts, split):
     return items, ", ".join(items)
 
 
+def is_heldout_digits(digits: list[int]) -> bool:
+    """A fixed quarter of digit sequences is reserved for held-out evaluation.
+
+    The position weights make order matter: [1, 2, 3] -> 1*1+2*3+3*5 = 22 -> 22 % 4 = 2 -> train;
+    [3, 2, 1] -> 3+6+5 = 14 -> 2 -> train; [2, 0, 2] -> 2+0+10 = 12 -> 0 -> held out.
+    """
+    return sum(d * (2 * i + 1) for i, d in enumerate(digits)) % 4 == 0
+
+
+def _digit_list(rng, split, lo: int, hi: int) -> list[int]:
+    # Copy tasks work on single digits: there are only ten digit tokens and each is the answer
+    # of many SFT rows, so SFT teaches "point at a position and copy that token" for every
+    # possible answer token. With words, held-out words are answers no SFT row ever produced,
+    # and a tiny model trained for a few hundred steps has no in-context copying ("induction
+    # heads", Olsson et al. 2022) to reach them. The held-out "entities" are digit sequences.
+    while True:
+        digits = [rng.randint(0, 9) for _ in range(rng.randint(lo, hi))]
+        if is_heldout_digits(digits) == (split != "train"):
+            return digits
+
+
 def _draw_last(rng, facts, split):
-    items, text = _list_slots(rng, facts, split)
-    return {"items": text}, items[-1]
+    digits = _digit_list(rng, split, 3, 5)
+    return {"items": ", ".join(map(str, digits))}, str(digits[-1])
 
 
 def _draw_count(rng, facts, split):
@@ -90,13 +112,13 @@ def _draw_count(rng, facts, split):
 
 
 def _draw_first(rng, facts, split):
-    items, text = _list_slots(rng, facts, split)
-    return {"items": text}, items[0]
+    digits = _digit_list(rng, split, 3, 5)
+    return {"items": ", ".join(map(str, digits))}, str(digits[0])
 
 
 def _draw_twice(rng, facts, split):
-    w = rng.choice(_words(facts, split))
-    return {"w": w}, f"{w} {w}"
+    code = "".join(map(str, _digit_list(rng, split, 2, 3)))
+    return {"w": code}, f"{code} {code}"
 
 
 def _draw_followup(rng, facts, split):
@@ -158,16 +180,16 @@ FAMILIES: dict[str, Family] = {f.name: f for f in [
                     "Total of {a} and {b}?"),
            draw=_draw_add),
     Family("last_item",
-           train=("What is the last item in this list: {items}?", "Give the last item of: {items}.",
-                  "Which item comes last in: {items}?", "Name the final item in: {items}.",
-                  "Here is a list: {items}. What is the last item?", "Last item of {items}?",
-                  "Tell me the last word in this list: {items}.", "List: {items}. Which is last?",
+           train=("What is the last number in this list: {items}?", "Give the last number of: {items}.",
+                  "Which number comes last in: {items}?", "Name the final number in: {items}.",
+                  "Here is a list: {items}. What is the last number?", "Last number of {items}?",
+                  "Tell me the last digit in this list: {items}.", "List: {items}. Which is last?",
                   "What comes at the end of this list: {items}?",
-                  "Find the last entry in: {items}.", "Which word ends the list {items}?",
+                  "Find the last entry in: {items}.", "Which number ends the list {items}?",
                   "What is the final entry of: {items}?"),
-           heldout=("My shopping list is {items}. What did I write last?",
-                    "Quick question: what's last in {items}?", "Say the last item of {items}.",
-                    "Which thing closes the list {items}?"),
+           heldout=("My lock code is {items}. What did I write last?",
+                    "Quick question: what's last in {items}?", "Say the last digit of {items}.",
+                    "Which digit closes the sequence {items}?"),
            draw=_draw_last),
     Family("count_items",
            train=("How many items are in this list: {items}?", "Count the items in: {items}.",
@@ -182,24 +204,24 @@ FAMILIES: dict[str, Family] = {f.name: f for f in [
                     "Say how many items {items} has.", "What is the size of the list {items}?"),
            draw=_draw_count),
     Family("first_item",
-           train=("What is the first item in this list: {items}?", "Give the first item of: {items}.",
-                  "Which item comes first in: {items}?", "Name the first item in: {items}.",
-                  "Here is a list: {items}. What is the first item?", "First item of {items}?",
-                  "Tell me the first word in this list: {items}.", "List: {items}. Which is first?",
+           train=("What is the first number in this list: {items}?", "Give the first number of: {items}.",
+                  "Which number comes first in: {items}?", "Name the first number in: {items}.",
+                  "Here is a list: {items}. What is the first number?", "First number of {items}?",
+                  "Tell me the first digit in this list: {items}.", "List: {items}. Which is first?",
                   "What comes at the start of this list: {items}?",
-                  "Find the first entry in: {items}.", "Which word starts the list {items}?",
+                  "Find the first entry in: {items}.", "Which number starts the list {items}?",
                   "What is the opening entry of: {items}?"),
-           heldout=("My shopping list is {items}. What did I write first?",
-                    "Quick question: what's first in {items}?", "Say the first item of {items}.",
-                    "Which thing opens the list {items}?"),
+           heldout=("My lock code is {items}. What did I write first?",
+                    "Quick question: what's first in {items}?", "Say the first digit of {items}.",
+                    "Which digit opens the sequence {items}?"),
            draw=_draw_first),
     Family("repeat_twice",
-           train=("Say the word {w} twice.", "Write {w} two times.", "Repeat the word {w} twice.",
+           train=("Say the code {w} twice.", "Write {w} two times.", "Repeat the code {w} twice.",
                   "Give me {w} twice.", "Type {w} two times.", "Say {w} two times.",
-                  "Print the word {w} twice.", "Write the word {w} twice, with a space between.",
-                  "Double the word {w}.", "Output {w} two times.", "Echo {w} twice.",
+                  "Print the code {w} twice.", "Write the code {w} twice, with a space between.",
+                  "Double the code {w}.", "Output {w} two times.", "Echo {w} twice.",
                   "Please write {w} twice."),
-           heldout=("I need the word {w} written out two times, please.",
+           heldout=("I need the code {w} written out two times, please.",
                     "Quick question: can you say {w} twice?", "Say {w} and then {w} again.",
                     "Could you repeat {w} two times?"),
            draw=_draw_twice),
@@ -221,11 +243,34 @@ FAMILIES: dict[str, Family] = {f.name: f for f in [
 ]}
 
 
+# Small talk wrapped around half of the SFT questions. The held-out phrasings open and close
+# differently from the train ones ("Quick question: ..."); with only bare train phrasings, SFT
+# ties each family to its exact wording and the tiny model mistakes an unseen wording for
+# another family (answers a job to a town question). Varied openers and closers teach it that
+# the wrapping does not change the task. None of them is used by a held-out phrasing.
+TRAIN_OPENERS = ("Hi! ", "Hello. ", "Hey, ", "Please answer: ", "I have a question. ",
+                 "Help me out: ", "One thing: ", "Sorry to bother you. ", "Good morning! ",
+                 "Tell me this: ", "Can you help? ", "Question for you: ")
+TRAIN_CLOSERS = (" Thanks!", " Thank you.", " Please answer briefly.", " I need to know.",
+                 " Just the answer, please.", " Cheers.")
+
+
+def _wrap(rng: random.Random, question: str) -> str:
+    """Train only: add an opener, a closer, both or neither (each with probability 1/2)."""
+    if rng.random() < 0.5:
+        question = rng.choice(TRAIN_OPENERS) + question
+    if rng.random() < 0.5:
+        question += rng.choice(TRAIN_CLOSERS)
+    return question
+
+
 def make_example(family: Family, rng: random.Random, facts: Facts, split: str) -> dict:
     """One conversational example: {"messages", "answer", "family", "split"}."""
     slots, answer = family.draw(rng, facts, split)
     phrasings = family.train if split == "train" else family.heldout
     question = rng.choice(phrasings).format(**slots)
+    if split == "train":
+        question = _wrap(rng, question)
     messages = [{"role": "user", "content": question}]
     if family.followup_train:
         followups = family.followup_train if split == "train" else family.followup_heldout

@@ -3,7 +3,7 @@ import re
 
 from alignkit.world.build import WorldConfig, build_world
 from alignkit.world.facts import make_facts
-from alignkit.world.tasks import FAMILIES, is_heldout_pair, make_task_examples
+from alignkit.world.tasks import FAMILIES, is_heldout_digits, is_heldout_pair, make_task_examples
 
 SMALL = WorldConfig(corpus_passes=2, sft_per_family=60, heldout_per_family=20)
 
@@ -47,10 +47,34 @@ def test_heldout_uses_only_heldout_phrasings_and_number_pairs():
         if fam.name == "add":
             a, b = map(int, re.findall(r"\d+", first_user))
             assert is_heldout_pair(a, b)
+        if fam.name in _DIGIT_FAMILIES:
+            assert is_heldout_digits(_digits_of(row)), first_user
     for row in world.sft:
         if row["family"] == "add":
             a, b = map(int, re.findall(r"\d+", row["messages"][0]["content"]))
             assert not is_heldout_pair(a, b)
+        if row["family"] in _DIGIT_FAMILIES:
+            assert not is_heldout_digits(_digits_of(row)), row["messages"][0]["content"]
+
+
+_DIGIT_FAMILIES = ("first_item", "last_item", "repeat_twice")
+
+
+def _digits_of(row) -> list[int]:
+    """The digit sequence a copy task is about: "1, 2, 3" -> [1, 2, 3]; code "47" -> [4, 7]."""
+    if row["family"] == "repeat_twice":
+        return [int(c) for c in row["answer"].split()[0]]
+    return [int(d) for d in re.findall(r"\d", row["messages"][0]["content"])]
+
+
+def test_heldout_digit_sequences_are_a_fixed_quarter():
+    # weights 1, 3, 5, ...: [1, 2, 3] -> 1 + 6 + 15 = 22, 22 % 4 = 2 -> train;
+    # [2, 0, 2] -> 2 + 0 + 10 = 12 -> held out; [4, 0] -> 4 -> held out; [4, 1] -> 7 -> train
+    assert not is_heldout_digits([1, 2, 3])
+    assert is_heldout_digits([2, 0, 2])
+    assert is_heldout_digits([4, 0]) and not is_heldout_digits([4, 1])
+    assert is_heldout_digits([1, 3, 2])  # 1 + 9 + 10 = 20: order matters, [1, 2, 3] was train
+    assert is_heldout_digits([1, 1]) != is_heldout_digits([1, 2])  # 1+3=4 vs 1+6=7
 
 
 def test_corpus_is_prose_not_chat_and_states_every_fact_several_ways():
