@@ -127,7 +127,7 @@ def lineage(run_dir: Path = typer.Argument(..., help="a run directory with manif
 @app.command()
 def demo(out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="output directory"),
          force: bool = typer.Option(False, "--force", help="re-run stages that already finished")):
-    """The whole loop on the built-in world (pretrain -> SFT -> evaluation)."""
+    """The loop on the built-in world: pretrain -> SFT -> DPO + reward model -> evaluation."""
     from alignkit.demo import run_demo
 
     run_demo(out, force=force)

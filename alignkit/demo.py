@@ -1,6 +1,7 @@
 """`alignkit demo`: the loop on the built-in world, end to end, with a table of results.
 
-Stages so far: pretrain the tiny base model -> SFT -> held-out evaluation of both. A stage
+Stages so far: pretrain the tiny base model -> SFT -> DPO and a reward model from the SFT
+model -> held-out evaluation of base, SFT and DPO. A stage
 whose run directory already holds a completed manifest is reused (delete it or pass --force
 to re-run); one that was interrupted is resumed from its last checkpoint.
 """
@@ -36,19 +37,30 @@ def _stage(console: Console, name: str, out: Path, run, *, force: bool) -> dict:
 
 
 def run_demo(out: Path, *, force: bool = False) -> dict:
+    from alignkit.train.prefer import PreferConfig, prefer
+    from alignkit.train.reward import RewardConfig, reward
     from alignkit.train.sft import SFTConfig, sft
     from alignkit.world.pretrain import PretrainConfig, pretrain
 
     console = Console()
     out = Path(out)
     t0 = time.time()
-    pre_dir, sft_dir = out / "pretrain", out / "sft"
-    base = _stage(console, "pretrain", pre_dir,
-                  lambda resume: pretrain(PretrainConfig(), pre_dir, resume=resume), force=force)
-    tuned = _stage(console, "sft", sft_dir,
-                   lambda resume: sft(SFTConfig(model=str(pre_dir / "final")), sft_dir,
+    pre_dir, sft_dir, dpo_dir, rm_dir = out / "pretrain", out / "sft", out / "dpo", out / "reward"
+    _stage(console, "pretrain", pre_dir,
+           lambda resume: pretrain(PretrainConfig(), pre_dir, resume=resume), force=force)
+    _stage(console, "sft", sft_dir,
+           lambda resume: sft(SFTConfig(model=str(pre_dir / "final")), sft_dir, resume=resume),
+           force=force)
+    dpo = _stage(console, "dpo", dpo_dir,
+                 lambda resume: prefer(PreferConfig(model=str(sft_dir / "final")), dpo_dir,
+                                       resume=resume), force=force)
+    rm = _stage(console, "reward", rm_dir,
+                lambda resume: reward(RewardConfig(model=str(sft_dir / "final")), rm_dir,
                                       resume=resume), force=force)
-    rows = {"base": _eval_entry(pre_dir), "sft": _eval_entry(sft_dir)}
+    dpo_eval = dpo_dir / "task_eval"  # the prefer stage's own eval.json holds preference metrics
+    if force or not (dpo_eval / "eval.json").exists():
+        _evaluate_saved(dpo_dir / "final", dpo_eval)
+    rows = {"base": _eval_entry(pre_dir), "sft": _eval_entry(sft_dir), "dpo": _eval_entry(dpo_eval)}
     table = Table(title="alignkit demo: built-in world, held-out split (greedy, chat template)")
     table.add_column("model")
     table.add_column("held-out exact match [95% CI]", justify="right")
@@ -64,13 +76,34 @@ def run_demo(out: Path, *, force: bool = False) -> dict:
     for f in families:
         fam.add_row(f, *(f"{rows[n]['per_slice'].get(f, float('nan')):.2f}" for n in rows))
     console.print(fam)
+    console.print(f"DPO: held-out implicit-reward accuracy {dpo.get('val/rewards/accuracies', float('nan')):.3f}, "
+                  f"KL(pi||ref) {dpo.get('val/kl', float('nan')):.3f} nats   |   reward model: held-out "
+                  f"accuracy {rm.get('heldout/accuracy', float('nan')):.3f}, ECE "
+                  f"{rm.get('heldout/ece', float('nan')):.3f} -> {rm.get('heldout/ece_temp', float('nan')):.3f} "
+                  "after temperature")
     summary = {"models": rows, "elapsed_s": time.time() - t0,
-               "runs": {"base": str(pre_dir), "sft": str(sft_dir)}}
+               "dpo": {k: dpo.get(k) for k in ("val/rewards/accuracies", "val/kl")},
+               "reward_model": {k: rm.get(k) for k in ("heldout/accuracy", "heldout/ece",
+                                                       "heldout/ece_temp")},
+               "runs": {"base": str(pre_dir), "sft": str(sft_dir), "dpo": str(dpo_dir),
+                        "reward": str(rm_dir)}}
     (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
     console.print(f"summary: {out / 'summary.json'}   lineage: alignkit lineage {sft_dir}")
     return summary
 
 
-def _eval_entry(run_dir: Path) -> dict:
-    report = json.loads((run_dir / "eval.json").read_text())
+def _evaluate_saved(model_dir: Path, out: Path) -> None:
+    """World held-out exact match of a saved model (for stages that do not measure it)."""
+    from alignkit.contract.specs import DecodeSpec
+    from alignkit.data.templates import resolve_chat_template
+    from alignkit.models.loading import load_model
+    from alignkit.train.sft import world_heldout_eval
+
+    loaded = load_model(str(model_dir))
+    template = resolve_chat_template(loaded.tokenizer, None)
+    world_heldout_eval(loaded.model, loaded.tokenizer, template, DecodeSpec(max_new_tokens=16), out)
+
+
+def _eval_entry(eval_dir: Path) -> dict:
+    report = json.loads((eval_dir / "eval.json").read_text())
     return report["heldout/exact_match"]
