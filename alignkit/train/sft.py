@@ -147,6 +147,7 @@ def make_batches(encoded, *, micro_batch_size: int, packing: bool, pack_length: 
             batch = collate_packed(pack(examples, pack_length), pad_token_id=pad_token_id)
             token_weights = torch.where(batch["seq_ids"] >= 0,
                                         weights[batch["seq_ids"].clamp(min=0)], 0.0)
+            batch["n_tokens"] = int((batch["seq_ids"] >= 0).sum())  # real tokens, for tokens/s
             batch.pop("seq_ids")
         else:
             batch = pad_collate(examples, pad_token_id)
@@ -166,8 +167,9 @@ def sft_loss(model, batch):
                             position_ids=batch["position_ids"])
     weights = batch["token_weights"][:, 1:][selected]
     nll = sft_nll(logps, weights)
-    real = batch["attention_mask"]
-    n_tokens = int(real.sum()) if real.dim() == 2 else int((batch["labels"] != -100).sum())
+    n_tokens = batch.get("n_tokens")
+    if n_tokens is None:  # padded batch: the 2-D attention mask marks the real tokens
+        n_tokens = int(batch["attention_mask"].sum())
     return StepLoss(loss_sum=nll.sum(), n_units=weights.sum(), n_tokens=n_tokens)
 
 
