@@ -133,6 +133,19 @@ def demo(out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="output
     run_demo(out, force=force)
 
 
+@app.command()
+def gate(run: Path = typer.Option(..., "--run", help="run directory to judge (eval.json, manifest.json)"),
+         gates: Path = typer.Option(..., "--gates", help="gate spec YAML (see docs/gates.md)"),
+         baseline: Optional[Path] = typer.Option(None, "--baseline", help="baseline run for change rules"),
+         card: bool = typer.Option(True, "--card/--no-card", help="also write RUN/MODEL_CARD.md"),
+         guard_report: Optional[Path] = typer.Option(None, "--guard-report",
+                                                     help="guard report.json (FPR/FNR for the card)")):
+    """Release gate: writes RUN/gate.json; exit 0 pass, 1 fail, 2 usage or config error."""
+    from alignkit.gates.command import run_gate
+
+    raise typer.Exit(run_gate(run, gates, baseline, card=card, guard_report=guard_report))
+
+
 def main() -> None:
     from alignkit.errors import AlignkitError
 
