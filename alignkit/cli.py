@@ -125,6 +125,19 @@ def lineage(run_dir: Path = typer.Argument(..., help="a run directory with manif
 
 
 @app.command()
+def pipeline(file: Path = typer.Argument(..., help="pipeline YAML file (stages in order)"),
+             out: Optional[Path] = typer.Option(None, "--out", "-o",
+                                                help="root directory (default: `out:` in the file)"),
+             dry_run: bool = typer.Option(False, "--dry-run", help="print the plan; run nothing"),
+             force: Optional[str] = typer.Option(None, "--force",
+                                                 help="re-run STAGE and every later stage")):
+    """Run stages in order; each is reused, resumed or re-run by the digest of its config."""
+    from alignkit.pipeline.run import run_pipeline
+
+    run_pipeline(file, out=out, dry_run=dry_run, force=force)
+
+
+@app.command()
 def demo(out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="output directory"),
          force: bool = typer.Option(False, "--force", help="re-run stages that already finished")):
     """The loop on the built-in world: pretrain -> SFT -> DPO + reward model -> evaluation."""
