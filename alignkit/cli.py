@@ -138,6 +138,21 @@ def pipeline(file: Path = typer.Argument(..., help="pipeline YAML file (stages i
 
 
 @app.command()
+def report(run_dirs: Optional[List[Path]] = typer.Argument(None, help="run directories, in display order"),
+           out: Path = typer.Option(..., "--out", "-o", help="HTML file to write"),
+           max_failures: int = typer.Option(20, "--max-failures", help="failed samples shown per run and suite"),
+           title: Optional[str] = typer.Option(None, "--title", help="page title"),
+           attack_metric: Optional[str] = typer.Option(None, "--attack-metric", help="suite/metric for the frontier's y axis"),
+           refusal_metric: Optional[str] = typer.Option(None, "--refusal-metric", help="suite/metric for the frontier's x axis")):
+    """One self-contained HTML report over run directories (curves, evals, gates, failures, lineage)."""
+    from alignkit.report import build_report
+
+    path = build_report(run_dirs or [], out, max_failures=max_failures, title=title,
+                        attack_metric=attack_metric, refusal_metric=refusal_metric)
+    typer.echo(f"wrote {path}")
+
+
+@app.command()
 def demo(out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="output directory"),
          force: bool = typer.Option(False, "--force", help="re-run stages that already finished")):
     """The loop on the built-in world: pretrain -> SFT -> DPO + reward model -> evaluation."""
