@@ -1,2 +1,6 @@
 """Built-in evaluation suites; importing this package registers them (see alignkit.evals.suite)."""
 from alignkit.evals.suites import world_tasks  # noqa: F401
+from alignkit.evals.suites import safety  # noqa: F401
+from alignkit.evals.suites import over_refusal  # noqa: F401
+from alignkit.evals.suites import honesty  # noqa: F401
+from alignkit.evals.suites import sycophancy  # noqa: F401
