@@ -1,7 +1,8 @@
 """`alignkit report RUN_DIR... --out report.html`: one self-contained HTML page over run dirs.
 
 - `collect`: read run directories (manifest, metrics.jsonl, eval.json, samples.jsonl, gate.json,
-  guard report, overoptimization.json) into `RunData`, tolerating missing and malformed pieces.
+  guard report, overoptimization.json) into `RunData`, tolerating missing and malformed pieces;
+  `parse`: the per-file parsers (and which samples count as failures); `model`: the dataclasses.
 - `svg`: line / scatter-with-error-bars / horizontal-interval-bar / ROC / PR charts as inline SVG.
 - `sections`: one HTML section per view; `html`: the page (inline CSS and JS, strict CSP).
 

@@ -5,7 +5,7 @@ enforces that in the browser (`default-src 'none'`) and allows only this page's 
 script, by their sha256 hashes — so even text that slipped past escaping could neither run a
 script nor load anything.
 
-    >>> from alignkit.report.collect import RunData
+    >>> from alignkit.report.model import RunData
     >>> from pathlib import Path
     >>> page = render_report([RunData(path=Path("runs/x"), name="x")])
     >>> page.startswith("<!DOCTYPE html>") and 'id="failures"' in page
@@ -19,7 +19,8 @@ from html import escape as esc
 from typing import Sequence
 
 from alignkit.report import sections as S
-from alignkit.report.collect import DEFAULT_MAX_FAILURES, RunData
+from alignkit.report.collect import DEFAULT_MAX_FAILURES
+from alignkit.report.model import RunData
 
 STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif;

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from html import escape as esc
 from typing import Any, Callable, Mapping, Sequence
 
-from alignkit.report.collect import Estimate, EvalMetric, RunData, number
+from alignkit.report.model import Estimate, EvalMetric, RunData, number
 from alignkit.report.svg import (Bar, Point, Series, format_value, hbar_chart, line_chart,
                                  pr_chart, roc_chart, scatter_chart)
 

@@ -1,4 +1,4 @@
-"""collect: run directories -> RunData; missing pieces skipped, malformed ones recorded."""
+"""collect + parse: run directories -> RunData; missing pieces skipped, malformed ones recorded."""
 from __future__ import annotations
 
 import json
@@ -7,8 +7,9 @@ import pytest
 
 from alignkit.contract.manifest import RunManifest, write_manifest
 from alignkit.errors import ConfigError, DataError
-from alignkit.report.collect import (Estimate, collect_failures, collect_run, collect_runs,
-                                     is_failure, parse_gate, parse_guard, unique_names)
+from alignkit.report.collect import collect_run, collect_runs, unique_names
+from alignkit.report.model import Estimate
+from alignkit.report.parse import collect_failures, is_failure, parse_gate, parse_guard
 
 MALICIOUS = "<script>alert(1)</script>"  # the fixture's malicious prompt (conftest.py)
 
