@@ -96,24 +96,45 @@ def classify_refusals(
 @app.command("eval")
 def eval_(model: str = typer.Option(..., "--model", help="HF dir, .gguf file or builtin:NAME"),
           suite: str = typer.Option("world_tasks", "--suite",
-                                    help="world_tasks (held-out exact match); more suites are coming"),
+                                    help="comma-separated suite names, or 'all'"),
+          prompts: Optional[Path] = typer.Option(None, "--prompts",
+                                                 help="extra prompts, e.g. an XSTest-format CSV"),
+          reference: Optional[str] = typer.Option(None, "--reference",
+                                                  help="reference model (drift, win rate)"),
+          base: Optional[str] = typer.Option(None, "--base", help="base model (capability tax)"),
+          judge: Optional[str] = typer.Option(None, "--judge",
+                                              help="reward-model directory judging win rates"),
           template: Optional[str] = typer.Option(None, "--template", help="chat template override"),
+          limit: Optional[int] = typer.Option(None, "--limit",
+                                              help="at most N examples per slice (quick look)"),
           set_: Optional[List[str]] = SetOpt,
           out: Path = OutOpt):
-    """Evaluate a model; writes OUT/eval.json and OUT/samples.jsonl."""
+    """Evaluate a model on suites; writes OUT/eval.json and OUT/samples.jsonl."""
     from alignkit.contract.specs import DecodeSpec
-    from alignkit.data.templates import resolve_chat_template
-    from alignkit.errors import ConfigError
-    from alignkit.models.loading import load_model
+    from alignkit.evals.api import evaluate
+    from alignkit.evals.suite import parse_suites
     from alignkit.train.config import apply_overrides
-    from alignkit.train.sft import world_heldout_eval
 
-    if suite != "world_tasks":
-        raise ConfigError(f"unknown suite {suite!r}; available: world_tasks")
-    decode = apply_overrides(DecodeSpec(max_new_tokens=16), set_ or [])
-    loaded = load_model(model)
-    tpl = resolve_chat_template(loaded.tokenizer, template)
-    _print_metrics(f"eval {suite}", world_heldout_eval(loaded.model, loaded.tokenizer, tpl, decode, out))
+    names = parse_suites(suite)  # fail on a typo before loading any model
+    decode = apply_overrides(DecodeSpec(max_new_tokens=24), set_ or [])
+    report = evaluate(model, names, out, reference=reference, base=base, judge=judge,
+                      prompts=prompts, template=template, decode=decode, limit=limit,
+                      progress=lambda name: print(f"suite {name} ...", flush=True))
+    _print_eval(report)
+    print(f"wrote {out / 'eval.json'} and {out / 'samples.jsonl'}")
+
+
+def _print_eval(report: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"eval {report['model']}")
+    for col in ("metric", "value", "95% interval", "n"):
+        table.add_column(col)
+    fmt = lambda x: "-" if x is None else f"{x:.3f}"  # noqa: E731
+    for name, m in report["metrics"].items():
+        table.add_row(name, fmt(m["value"]), f"[{fmt(m['lo'])}, {fmt(m['hi'])}]", str(m["n"]))
+    Console().print(table)
 
 
 @app.command()
@@ -122,19 +143,6 @@ def lineage(run_dir: Path = typer.Argument(..., help="a run directory with manif
     from alignkit.contract.lineage import format_lineage, lineage as chain
 
     typer.echo(format_lineage(chain(run_dir)))
-
-
-@app.command()
-def pipeline(file: Path = typer.Argument(..., help="pipeline YAML file (stages in order)"),
-             out: Optional[Path] = typer.Option(None, "--out", "-o",
-                                                help="root directory (default: `out:` in the file)"),
-             dry_run: bool = typer.Option(False, "--dry-run", help="print the plan; run nothing"),
-             force: Optional[str] = typer.Option(None, "--force",
-                                                 help="re-run STAGE and every later stage")):
-    """Run stages in order; each is reused, resumed or re-run by the digest of its config."""
-    from alignkit.pipeline.run import run_pipeline
-
-    run_pipeline(file, out=out, dry_run=dry_run, force=force)
 
 
 @app.command()
@@ -150,6 +158,19 @@ def report(run_dirs: Optional[List[Path]] = typer.Argument(None, help="run direc
     path = build_report(run_dirs or [], out, max_failures=max_failures, title=title,
                         attack_metric=attack_metric, refusal_metric=refusal_metric)
     typer.echo(f"wrote {path}")
+
+
+@app.command()
+def pipeline(file: Path = typer.Argument(..., help="pipeline YAML file (stages in order)"),
+             out: Optional[Path] = typer.Option(None, "--out", "-o",
+                                                help="root directory (default: `out:` in the file)"),
+             dry_run: bool = typer.Option(False, "--dry-run", help="print the plan; run nothing"),
+             force: Optional[str] = typer.Option(None, "--force",
+                                                 help="re-run STAGE and every later stage")):
+    """Run stages in order; each is reused, resumed or re-run by the digest of its config."""
+    from alignkit.pipeline.run import run_pipeline
+
+    run_pipeline(file, out=out, dry_run=dry_run, force=force)
 
 
 @app.command()
@@ -172,6 +193,72 @@ def gate(run: Path = typer.Option(..., "--run", help="run directory to judge (ev
     from alignkit.gates.command import run_gate
 
     raise typer.Exit(run_gate(run, gates, baseline, card=card, guard_report=guard_report))
+
+
+# ---------------------------------------------------------------- guard (runtime guardrail)
+guard_app = typer.Typer(no_args_is_help=True,
+                        help="Runtime guardrail: train + calibrate to a target FPR, then check texts.")
+app.add_typer(guard_app, name="guard")
+
+
+@guard_app.command("calibrate")
+def guard_calibrate(
+        train: Optional[Path] = typer.Option(None, "--train", help="labelled training file (JSONL/JSON/CSV/Parquet)"),
+        calib: Optional[Path] = typer.Option(None, "--calib", help="labelled calibration file (its benign rows set the threshold)"),
+        test: Optional[Path] = typer.Option(None, "--test", help="labelled held-out test file: writes OUT/report.json + PNGs"),
+        world: bool = typer.Option(False, "--world", help="use the built-in world's safety data for train/calib/test"),
+        target_fpr: float = typer.Option(0.05, "--target-fpr", help="false-positive rate allowed on benign calibration texts"),
+        method: str = typer.Option("empirical", "--method", help="empirical (smallest t with calib FPR <= target) | conformal"),
+        text_field: str = typer.Option("prompt", "--text-field", help="text field(s), e.g. prompt or prompt+completion"),
+        label_field: str = typer.Option("label", "--label-field", help="label field: unsafe/safe or 1/0"),
+        slice_field: Optional[str] = typer.Option(None, "--slice-field", help="report FPR/FNR per value of this test field"),
+        set_: Optional[List[str]] = SetOpt,
+        out: Path = OutOpt):
+    """Train the guard classifier, pick the threshold for --target-fpr, report on --test."""
+    from alignkit.errors import ConfigError
+    from alignkit.guard.build import build_guard, ensure_new_run_dir, guard_config
+    from alignkit.guard.data import read_labelled, world_guard_data
+    from alignkit.train.config import apply_overrides
+
+    config = apply_overrides(guard_config(target_fpr=target_fpr, method=method, text_field=text_field,
+                                          label_field=label_field), set_ or [])
+    ensure_new_run_dir(out)  # before reading any data
+    if world:
+        if train or calib or test:
+            raise ConfigError("--world supplies train, calib and test data; drop --train/--calib/--test")
+        train_d, calib_d, test_d = world_guard_data()
+    else:
+        if train is None or calib is None:
+            raise ConfigError("give --train and --calib (and optionally --test), or --world")
+        train_d, calib_d = (read_labelled(p, text_field, label_field) for p in (train, calib))
+        test_d = read_labelled(test, text_field, label_field, slice_field) if test else None
+    res = build_guard(train_d, calib_d, test_d, config, out)
+    metrics = {"threshold": res.calibration.threshold, "calib_fpr": res.calibration.fpr.value,
+               "calib_benign_n": res.calibration.n_benign}
+    if res.report is not None:
+        r = res.report
+        metrics.update({"test_fpr": r["fpr"]["value"], "test_fpr_95hi": r["fpr"]["hi"],
+                        "test_fnr": r["fnr"]["value"], "test_fnr_95hi": r["fnr"]["hi"],
+                        "test_auroc": r["auroc"], "test_auprc": r["auprc"]})
+    _print_metrics(f"guard -> {out}", metrics)
+
+
+@guard_app.command("check")
+def guard_check(guard: Path = typer.Option(..., "--guard", help="guard directory (from guard calibrate --out)"),
+                text: List[str] = typer.Option(..., "--text", help="text to check; repeatable"),
+                as_json: bool = typer.Option(False, "--json", help="one JSON object per text")):
+    """Score texts: prints score, threshold and verdict for each."""
+    from alignkit.guard.runtime import Guard
+
+    g = Guard.load(guard)
+    for t, score in zip(text, g.score(text)):
+        flagged = g.threshold is not None and score >= g.threshold
+        verdict = "flagged" if flagged else ("allowed" if g.threshold is not None else "uncalibrated")
+        if as_json:
+            typer.echo(json.dumps({"text": t, "score": score, "threshold": g.threshold, "verdict": verdict}))
+        else:
+            typer.echo(f"score {score:.4f}  threshold {g.threshold:.4f}  verdict {verdict}"
+                       if g.threshold is not None else f"score {score:.4f}  threshold none  verdict {verdict}")
 
 
 def main() -> None:

@@ -105,5 +105,7 @@ def _evaluate_saved(model_dir: Path, out: Path) -> None:
 
 
 def _eval_entry(eval_dir: Path) -> dict:
-    report = json.loads((eval_dir / "eval.json").read_text())
-    return report["heldout/exact_match"]
+    from alignkit.evals.suite import read_eval
+
+    em = read_eval(eval_dir)["metrics"]["world_tasks/exact_match"]
+    return {**em, "per_slice": {k: v["value"] for k, v in em["slices"].get("family", {}).items()}}

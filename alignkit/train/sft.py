@@ -50,6 +50,8 @@ class SFTConfig(BaseModel):
     sampling_weights: dict[str, float] = {}  # per-category repeat factor per epoch (default 1.0)
     on_bad_rows: Literal["error", "skip"] = "error"  # skip = quarantine bad rows and count them
     world: WorldConfig = WorldConfig()  # the world that builtin:world data comes from
+    safety_per_slice: int = Field(0, ge=0)  # builtin:world only: add this many policy rows (refusals,
+    # look-alike answers, abstentions, corrections) per safety slice; 0 = task rows only
     heldout_eval: bool = True  # measure world held-out exact match (builtin:world only)
     decode: DecodeSpec = DecodeSpec(max_new_tokens=16)  # decoding for the held-out evaluation
     train: TrainConfig = TrainConfig(
@@ -87,6 +89,11 @@ def load_sft_rows(cfg: SFTConfig) -> tuple[list[dict], list[dict], dict[str, Any
 
         world = build_world(cfg.world)
         rows = [dict(r) for r in world.sft]
+        if cfg.safety_per_slice:
+            from alignkit.world.safety import safety_sft_rows
+
+            rows += safety_sft_rows(world.facts, seed=cfg.world.seed, split="train",
+                                    n_per_slice=cfg.safety_per_slice)
         entry = {"source": WORLD_DATA, "digest": digest_obj(rows, "dataset"), "n_rows": len(rows),
                  "world": world.config.model_dump()}
     else:
@@ -108,6 +115,13 @@ def load_sft_rows(cfg: SFTConfig) -> tuple[list[dict], list[dict], dict[str, Any
     val = [rows[i] for i in order[:n_val]]
     train = [rows[i] for i in order[n_val:]]
     return train, val, entry
+
+
+def _policy_entry() -> dict[str, Any]:
+    from alignkit.world.policy import load_policy
+
+    p = load_policy()
+    return {"name": p.id, "version": p.version, "digest": p.digest}
 
 
 # ------------------------------------------------------------------------------- batches
@@ -212,6 +226,7 @@ def sft(config: SFTConfig | dict, out_dir: str | Path, *, resume: bool = False) 
               inputs={"train": data_entry}, base_model={"spec": cfg.model, "digest": loaded.digest},
               template={"name": template.name, "digest": template.digest},
               decode={**cfg.decode.model_dump(mode="json"), "digest": cfg.decode.digest},
+              policy=_policy_entry() if cfg.safety_per_slice and cfg.data == WORLD_DATA else None,
               parents=parent_of(cfg.model))
     try:
         if cfg.lora is not None:
@@ -282,22 +297,14 @@ def _resample(encoded, weights: dict[str, float], rng: random.Random):
 
 def world_heldout_eval(model, tokenizer, template, decode: DecodeSpec, out: Path, *,
                        world: WorldConfig = WorldConfig()) -> dict[str, float]:
-    """Exact match on the world's held-out split; writes OUT/eval.json and OUT/samples.jsonl."""
-    from alignkit.evals.exact_match import exact_match_eval
-    from alignkit.evals.stats import wilson_interval
-    from alignkit.world.build import build_world
+    """Exact match on the world's held-out split (the `world_tasks` suite); writes OUT/eval.json
+    and OUT/samples.jsonl. Returns manifest metrics: `heldout/exact_match` and per family."""
+    from alignkit.evals.suite import EvalContext, run_suites
 
-    res = exact_match_eval(model, tokenizer, template, build_world(world).heldout, decode)
-    k = sum(s["correct"] for s in res["samples"])
-    lo, hi = wilson_interval(k, res["n"])
-    report = {"heldout/exact_match": {"value": res["exact_match"], "lo": lo, "hi": hi,
-                                      "n": res["n"], "per_slice": res["per_slice"]},
-              "decode": decode.model_dump(mode="json")}
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "eval.json").write_text(json.dumps(report, indent=2, sort_keys=True))
-    with open(out / "samples.jsonl", "w") as f:
-        for s in res["samples"]:
-            f.write(json.dumps(s) + "\n")
-    metrics = {"heldout/exact_match": res["exact_match"]}
-    metrics.update({f"heldout/exact_match/{k}": v for k, v in res["per_slice"].items()})
+    report = run_suites(EvalContext(model, tokenizer, template, decode, world=world),
+                        ["world_tasks"], out)
+    em = report["metrics"]["world_tasks/exact_match"]
+    metrics = {"heldout/exact_match": em["value"]}
+    metrics.update({f"heldout/exact_match/{k}": v["value"]
+                    for k, v in em["slices"].get("family", {}).items()})
     return metrics
