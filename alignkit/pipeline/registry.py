@@ -54,6 +54,8 @@ _BUILTIN: dict[str, tuple[str, str, str, tuple[str, ...]]] = {
                ("heldout/accuracy", "heldout/ece")),
     "prefer": ("alignkit.train.prefer", "PreferConfig", "prefer",
                ("val/rewards/accuracies", "val/kl")),
+    "eval": ("alignkit.evals.stage", "EvalStageConfig", "eval_stage",
+             ("world_tasks/exact_match", "safety/attack_success", "over_refusal/benign_refusal")),
 }
 _REGISTERED: dict[str, StageKind] = {}
 
