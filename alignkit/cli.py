@@ -76,6 +76,15 @@ def reward(config: Optional[Path] = ConfigOpt, set_: Optional[List[str]] = SetOp
     _print_metrics("reward", run(_load(RewardConfig, config, set_), out, resume=resume))
 
 
+@app.command("rl")
+def rl(config: Optional[Path] = ConfigOpt, set_: Optional[List[str]] = SetOpt,
+       out: Path = OutOpt, resume: bool = ResumeOpt):
+    """Online RL against a reward: ppo | grpo | rloo, with a KL budget to the reference."""
+    from alignkit.train.rl import RLConfig, rl as run
+
+    _print_metrics("rl", run(_load(RLConfig, config, set_), out, resume=resume))
+
+
 @app.command("classify-refusals")
 def classify_refusals(
         input: Path = typer.Option(..., "--input", help="CSV or JSONL file of (prompt, completion) rows"),
@@ -175,11 +184,14 @@ def pipeline(file: Path = typer.Argument(..., help="pipeline YAML file (stages i
 
 @app.command()
 def demo(out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="output directory"),
-         force: bool = typer.Option(False, "--force", help="re-run stages that already finished")):
-    """The loop on the built-in world: pretrain -> SFT -> DPO + reward model -> evaluation."""
+         force: bool = typer.Option(False, "--force", help="re-run stages that already finished"),
+         quick: bool = typer.Option(False, "--quick",
+                                    help="tiny world, a few steps per stage: checks the wiring")):
+    """The loop on the built-in world: pretrain -> SFT -> reward model -> DPO [-> RL] -> every
+    eval suite per model -> release gate -> report.html and summary.json."""
     from alignkit.demo import run_demo
 
-    run_demo(out, force=force)
+    run_demo(out, force=force, quick=quick)
 
 
 @app.command()
@@ -193,6 +205,30 @@ def gate(run: Path = typer.Option(..., "--run", help="run directory to judge (ev
     from alignkit.gates.command import run_gate
 
     raise typer.Exit(run_gate(run, gates, baseline, card=card, guard_report=guard_report))
+
+
+# ---------------------------------------------------------------- cai (Constitutional AI)
+cai_app = typer.Typer(no_args_is_help=True,
+                      help="Constitutional AI: critique -> revise SFT data, AI preference labels.")
+app.add_typer(cai_app, name="cai")
+
+
+@cai_app.command("sl")
+def cai_sl(config: Optional[Path] = ConfigOpt, set_: Optional[List[str]] = SetOpt,
+           out: Path = OutOpt):
+    """SL-CAI: critique and revise replies to red-team prompts; writes OUT/sl_data.jsonl."""
+    from alignkit.cai.sl import SLConfig, sl as run
+
+    _print_metrics("cai sl", run(_load(SLConfig, config, set_), out))
+
+
+@cai_app.command("label")
+def cai_label(config: Optional[Path] = ConfigOpt, set_: Optional[List[str]] = SetOpt,
+              out: Path = OutOpt):
+    """RL-CAI / RLAIF: A/B preference labels from a feedback model; writes OUT/preferences.jsonl."""
+    from alignkit.cai.label import LabelConfig, label as run
+
+    _print_metrics("cai label", run(_load(LabelConfig, config, set_), out))
 
 
 # ---------------------------------------------------------------- guard (runtime guardrail)
@@ -259,6 +295,69 @@ def guard_check(guard: Path = typer.Option(..., "--guard", help="guard directory
         else:
             typer.echo(f"score {score:.4f}  threshold {g.threshold:.4f}  verdict {verdict}"
                        if g.threshold is not None else f"score {score:.4f}  threshold none  verdict {verdict}")
+
+
+# ---------------------------------------------------------------- synth (synthetic data)
+synth_app = typer.Typer(no_args_is_help=True,
+                        help="Synthetic instruction data: FLAN-style mixtures, filtering and quality.")
+app.add_typer(synth_app, name="synth")
+
+
+@synth_app.command("mix")
+def synth_mix(spec: Path = typer.Option(..., "--spec", help="mixture spec YAML (see docs/synth.md)"),
+              set_: Optional[List[str]] = SetOpt,
+              out: Path = OutOpt):
+    """Render tasks through templates (zero/few-shot, options) and mix them (capped proportional)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from alignkit.synth.mix import MixSpec, run_mix
+    from alignkit.train.config import load_config
+
+    res = run_mix(load_config(MixSpec, spec, set_ or []), out, spec_path=spec)
+    table = Table(title=f"synth mix -> {out}/data.jsonl")
+    for col in ("task", "available", "rate", "rows", "epochs"):
+        table.add_column(col, justify="left" if col == "task" else "right")
+    for s in res["summary"]:
+        table.add_row(s["task"], str(s["available"]), f"{s['rate']:.4f}", str(s["rows"]),
+                      f"{s['epochs']:.2f}")
+    table.add_row("total", str(sum(s["available"] for s in res["summary"])), "1",
+                  str(sum(s["rows"] for s in res["summary"])), "")
+    Console().print(table)
+
+
+@synth_app.command("filter")
+def synth_filter(
+        input: Path = typer.Option(..., "--input", help="JSONL/JSON rows (messages, prompt/completion, instruction/output, text)"),
+        out: Path = OutOpt,
+        decontaminate: Optional[List[Path]] = typer.Option(None, "--decontaminate", help="eval file whose n-grams training rows must not share; repeatable"),
+        ngram: int = typer.Option(13, "--ngram", help="decontamination n-gram size in words"),
+        min_ngram: Optional[int] = typer.Option(None, "--min-ngram", help="shorter eval rows are matched whole if at least this long (default min(8, ngram))"),
+        exact_dedup: bool = typer.Option(True, "--exact-dedup/--no-exact-dedup", help="drop repeats of normalised text"),
+        near_dup_threshold: float = typer.Option(0.8, "--near-dup-threshold", help="MinHash LSH Jaccard threshold"),
+        no_near_dup: bool = typer.Option(False, "--no-near-dup", help="skip near-duplicate removal"),
+        shingle: str = typer.Option("char", "--shingle", help="near-dup shingles: char | word"),
+        shingle_size: int = typer.Option(5, "--shingle-size", help="n of the shingle n-grams"),
+        scorer: str = typer.Option("none", "--scorer", help="quality scorer: none | hashed | reward"),
+        good: Optional[List[Path]] = typer.Option(None, "--good", help="hashed scorer: file of good example rows; repeatable"),
+        bad: Optional[List[Path]] = typer.Option(None, "--bad", help="hashed scorer: file of bad example rows; repeatable"),
+        reward_model: Optional[Path] = typer.Option(None, "--reward-model", help="reward scorer: reward model directory"),
+        template: Optional[str] = typer.Option(None, "--template", help="reward scorer: chat template override"),
+        keep_threshold: Optional[float] = typer.Option(None, "--keep-threshold", help="keep rows with score >= this"),
+        top_k: Optional[int] = typer.Option(None, "--top-k", help="keep the k best-scoring rows")):
+    """Decontaminate, deduplicate (exact + MinHash) and quality-filter rows; rejects keep their reason."""
+    from alignkit.synth.filter import filter_config, run_filter
+
+    cfg = filter_config(
+        exact_dedup=exact_dedup, near_dup_threshold=None if no_near_dup else near_dup_threshold,
+        shingle=shingle, shingle_size=shingle_size, ngram=ngram,
+        min_ngram=min_ngram if min_ngram is not None else min(8, ngram),
+        decontaminate=[str(p) for p in decontaminate or []], scorer=scorer,
+        good=[str(p) for p in good or []], bad=[str(p) for p in bad or []],
+        reward_model=str(reward_model) if reward_model else None, template=template,
+        keep_threshold=keep_threshold, top_k=top_k)
+    counts = run_filter(cfg, input, out)["counts"]
+    _print_metrics(f"synth filter -> {out}", {k: v for k, v in counts.items()})
 
 
 def main() -> None:

@@ -1,111 +1,142 @@
-"""`alignkit demo`: the loop on the built-in world, end to end, with a table of results.
+"""`alignkit demo`: the alignment loop on the built-in world, end to end.
 
-Stages so far: pretrain the tiny base model -> SFT -> DPO and a reward model from the SFT
-model -> held-out evaluation of base, SFT and DPO. A stage
-whose run directory already holds a completed manifest is reused (delete it or pass --force
-to re-run); one that was interrupted is resumed from its last checkpoint.
+Stages (a pipeline, see `alignkit.pipeline`; completed stages are reused, an interrupted one is
+resumed from its last checkpoint):
+
+    pretrain the tiny base model -> SFT with the policy's refusal examples -> reward model
+    -> DPO -> [online RL, when the `rl` stage is installed] -> every evaluation suite on each
+    model -> release gate of the last model against the SFT baseline -> HTML report
+
+It ends with one table (one row per model: helpfulness, attack success, benign refusal, honesty,
+sycophancy, KL to SFT, capability tax, each with its 95% interval) and the gate verdict, and
+writes OUT/summary.json and OUT/report.html. The numbers are whatever the runs measure: the
+table exists to show trade-offs, not to flatter any stage.
 """
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-
-def _stage(console: Console, name: str, out: Path, run, *, force: bool) -> dict:
-    from alignkit.contract.manifest import read_manifest
-
-    manifest = out / "manifest.json"
-    if manifest.exists() and force:
-        shutil.rmtree(out)
-    if manifest.exists():
-        m = read_manifest(out)
-        if m.status == "completed":
-            console.print(f"[green]reuse[/green] {name}: {out} (completed {m.finished_at})")
-            return dict(m.metrics)
-        console.print(f"[yellow]resume[/yellow] {name}: {out} (status {m.status})")
-        return run(resume=True)
-    console.print(f"[bold]run[/bold] {name} -> {out}")
-    t0 = time.time()
-    metrics = run(resume=False)
-    console.print(f"  {name} done in {time.time() - t0:.0f} s")
-    return metrics
+# Suites run on every model, and the columns of the summary table: (title, metric, better).
+DEMO_SUITES = ["world_tasks", "safety", "over_refusal", "honesty", "sycophancy", "drift", "tax"]
+COLUMNS = [
+    ("helpful EM", "world_tasks/exact_match", "↑"),
+    ("attack success", "safety/attack_success", "↓"),
+    ("benign refusal", "over_refusal/benign_refusal", "↓"),
+    ("honest abstain", "honesty/abstention", "↑"),
+    ("syco-phancy", "sycophancy/adopts_false_premise", "↓"),
+    ("KL to SFT", "drift/kl", "↓"),
+    ("tax ΔEM vs base", "tax/exact_match_delta", "↑"),
+]
+# Evaluation examples per slice: the held-out sets are larger; the demo keeps to its time budget.
+EVAL_LIMIT = 12
+DEMO_GATES = Path(__file__).parent / "demo_gates.yaml"
 
 
-def run_demo(out: Path, *, force: bool = False) -> dict:
-    from alignkit.train.prefer import PreferConfig, prefer
-    from alignkit.train.reward import RewardConfig, reward
-    from alignkit.train.sft import SFTConfig, sft
-    from alignkit.world.pretrain import PretrainConfig, pretrain
+def _train_stages() -> list[dict[str, Any]]:
+    stages = [
+        {"name": "base", "stage": "pretrain", "config": {}},
+        {"name": "sft", "stage": "sft",
+         "config": {"model": "${base.out}/final", "safety_per_slice": 20}},
+        {"name": "reward", "stage": "reward",
+         "config": {"model": "${sft.out}/final", "world_n_per_slice": 10}},
+        {"name": "dpo", "stage": "prefer",
+         "config": {"model": "${sft.out}/final", "world_n_per_slice": 10}},
+    ]
+    from alignkit.pipeline.registry import stage_kind_names
+
+    if "rl" in stage_kind_names():
+        stages.append({"name": "rl", "stage": "rl", "config": {"model": "${sft.out}/final"}})
+    return stages
+
+
+# `alignkit demo --quick`: the same pipeline on a small world with a few steps per stage, to check
+# the wiring in about a minute (its numbers mean nothing).
+_QUICK_WORLD = {"corpus_passes": 1, "sft_per_family": 16, "heldout_per_family": 2, "n_people": 16}
+_QUICK_TRAIN = {"max_steps": 12, "micro_batch_size": 8, "eval_every": 0, "progress": False}
+QUICK: dict[str, dict[str, Any]] = {
+    "pretrain": {"world": _QUICK_WORLD, "train": _QUICK_TRAIN},
+    "sft": {"world": _QUICK_WORLD, "train": _QUICK_TRAIN, "safety_per_slice": 1},
+    "reward": {"world": _QUICK_WORLD, "train": _QUICK_TRAIN, "world_n_per_slice": 1},
+    "prefer": {"world": _QUICK_WORLD, "train": _QUICK_TRAIN, "world_n_per_slice": 1},
+    "rl": {"train": _QUICK_TRAIN},
+    "eval": {"world": _QUICK_WORLD, "limit": 1, "decode": {"max_new_tokens": 4}},
+}
+
+
+def _merge(a: dict, b: dict) -> dict:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def demo_pipeline(quick: bool = False) -> dict[str, Any]:
+    """The demo as a pipeline spec: training stages, then one eval stage per model."""
+    stages = _train_stages()
+    models = {"base": "${base.out}/final"}
+    models.update({s["name"]: "${" + s["name"] + ".out}/final" for s in stages
+                   if s["stage"] in ("sft", "prefer", "rl")})
+    for name, path in models.items():
+        stages.append({"name": f"eval_{name}", "stage": "eval", "config": {
+            "model": path, "suites": DEMO_SUITES, "reference": "${sft.out}/final",
+            "base": "${base.out}/final", "limit": EVAL_LIMIT}})
+    if quick:
+        for s in stages:
+            s["config"] = _merge(s["config"], QUICK.get(s["stage"], {}))
+    return {"stages": stages}
+
+
+def _cell(m: dict | None) -> str:
+    if m is None or m.get("value") is None:
+        return "-"
+    lo, hi = m.get("lo"), m.get("hi")
+    ci = f"\n[{lo:.2f},{hi:.2f}]" if lo is not None and hi is not None else ""
+    return f"{m['value']:.2f}{ci}"
+
+
+def run_demo(out: Path, *, force: bool = False, quick: bool = False) -> dict:
+    from alignkit.evals.suite import read_eval
+    from alignkit.gates.command import run_gate
+    from alignkit.pipeline.run import run_pipeline
+    from alignkit.report import build_report
 
     console = Console()
     out = Path(out)
     t0 = time.time()
-    pre_dir, sft_dir, dpo_dir, rm_dir = out / "pretrain", out / "sft", out / "dpo", out / "reward"
-    _stage(console, "pretrain", pre_dir,
-           lambda resume: pretrain(PretrainConfig(), pre_dir, resume=resume), force=force)
-    _stage(console, "sft", sft_dir,
-           lambda resume: sft(SFTConfig(model=str(pre_dir / "final")), sft_dir, resume=resume),
-           force=force)
-    dpo = _stage(console, "dpo", dpo_dir,
-                 lambda resume: prefer(PreferConfig(model=str(sft_dir / "final")), dpo_dir,
-                                       resume=resume), force=force)
-    rm = _stage(console, "reward", rm_dir,
-                lambda resume: reward(RewardConfig(model=str(sft_dir / "final")), rm_dir,
-                                      resume=resume), force=force)
-    dpo_eval = dpo_dir / "task_eval"  # the prefer stage's own eval.json holds preference metrics
-    if force or not (dpo_eval / "eval.json").exists():
-        _evaluate_saved(dpo_dir / "final", dpo_eval)
-    rows = {"base": _eval_entry(pre_dir), "sft": _eval_entry(sft_dir), "dpo": _eval_entry(dpo_eval)}
-    table = Table(title="alignkit demo: built-in world, held-out split (greedy, chat template)")
+    spec = demo_pipeline(quick)
+    run_pipeline(spec, out=out, force="base" if force else None)
+    evals = [s["name"] for s in spec["stages"] if s["stage"] == "eval"]
+    models = [e.removeprefix("eval_") for e in evals]
+    reports = {m: read_eval(out / f"eval_{m}")["metrics"] for m in models}
+
+    last = models[-1]
+    console.rule(f"release gate: {last} vs sft")
+    code = run_gate(out / f"eval_{last}", DEMO_GATES, out / "eval_sft", card=True, console=console)
+    verdict = {0: "pass", 1: "fail"}.get(code, "error")
+
+    table = Table(title="alignkit demo: built-in world, held-out sets (95% intervals)")
     table.add_column("model")
-    table.add_column("held-out exact match [95% CI]", justify="right")
-    table.add_column("n", justify="right")
-    for name, e in rows.items():
-        table.add_row(name, f"{e['value']:.3f} [{e['lo']:.3f}, {e['hi']:.3f}]", str(e["n"]))
+    for title, _, better in COLUMNS:
+        table.add_column(f"{title} {better}", justify="right")
+    for m in models:
+        table.add_row(m, *(_cell(reports[m].get(metric)) for _, metric, _ in COLUMNS))
     console.print(table)
-    families = sorted(rows["sft"]["per_slice"])
-    fam = Table(title="per task family (exact match)")
-    fam.add_column("family")
-    for name in rows:
-        fam.add_column(name, justify="right")
-    for f in families:
-        fam.add_row(f, *(f"{rows[n]['per_slice'].get(f, float('nan')):.2f}" for n in rows))
-    console.print(fam)
-    console.print(f"DPO: held-out implicit-reward accuracy {dpo.get('val/rewards/accuracies', float('nan')):.3f}, "
-                  f"KL(pi||ref) {dpo.get('val/kl', float('nan')):.3f} nats   |   reward model: held-out "
-                  f"accuracy {rm.get('heldout/accuracy', float('nan')):.3f}, ECE "
-                  f"{rm.get('heldout/ece', float('nan')):.3f} -> {rm.get('heldout/ece_temp', float('nan')):.3f} "
-                  "after temperature")
-    summary = {"models": rows, "elapsed_s": time.time() - t0,
-               "dpo": {k: dpo.get(k) for k in ("val/rewards/accuracies", "val/kl")},
-               "reward_model": {k: rm.get(k) for k in ("heldout/accuracy", "heldout/ece",
-                                                       "heldout/ece_temp")},
-               "runs": {"base": str(pre_dir), "sft": str(sft_dir), "dpo": str(dpo_dir),
-                        "reward": str(rm_dir)}}
+    console.print(f"gate ({last} vs sft, {DEMO_GATES.name}): [bold]{verdict}[/bold]")
+
+    run_dirs = [out / name for name in ("base", "sft", "reward", "dpo", "rl") if (out / name).is_dir()]
+    report = build_report(run_dirs + [out / e for e in evals], out / "report.html",
+                          title="alignkit demo")
+    summary = {
+        "elapsed_s": time.time() - t0, "gate": {"run": last, "baseline": "sft", "verdict": verdict},
+        "models": {m: {metric: reports[m].get(metric) for _, metric, _ in COLUMNS} for m in models},
+        "runs": {p.name: str(p) for p in run_dirs}, "report": str(report)}
     (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
-    console.print(f"summary: {out / 'summary.json'}   lineage: alignkit lineage {sft_dir}")
+    console.print(f"report: {report}\nsummary: {out / 'summary.json'}   "
+                  f"lineage: alignkit lineage {out / 'dpo'}")
     return summary
-
-
-def _evaluate_saved(model_dir: Path, out: Path) -> None:
-    """World held-out exact match of a saved model (for stages that do not measure it)."""
-    from alignkit.contract.specs import DecodeSpec
-    from alignkit.data.templates import resolve_chat_template
-    from alignkit.models.loading import load_model
-    from alignkit.train.sft import world_heldout_eval
-
-    loaded = load_model(str(model_dir))
-    template = resolve_chat_template(loaded.tokenizer, None)
-    world_heldout_eval(loaded.model, loaded.tokenizer, template, DecodeSpec(max_new_tokens=16), out)
-
-
-def _eval_entry(eval_dir: Path) -> dict:
-    from alignkit.evals.suite import read_eval
-
-    em = read_eval(eval_dir)["metrics"]["world_tasks/exact_match"]
-    return {**em, "per_slice": {k: v["value"] for k, v in em["slices"].get("family", {}).items()}}
