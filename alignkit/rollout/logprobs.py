@@ -97,3 +97,61 @@ def sequence_logprobs(model: Any, prompts: Sequence[Sequence[int]],
 
 
 __all__ = ["sequence_logprobs", "token_logprobs"]
+
+
+# ----------------------------------------------------------------------------- RL rollouts
+# Appended for the `rl` stage (alignkit.rollout.sampler): the same log π(y_t | x, y_<t), on the
+# sampler's tensor layout, at a sampling temperature, with gradients when enabled.
+
+def rollout_token_logprobs(model: Any, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,
+                           response_ids: torch.Tensor, response_mask: torch.Tensor,
+                           temperature: float = 1.0, *, with_entropy: bool = False
+                           ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Per-token log π_T(y_t | x, y_<t) = log softmax(z_t / T)[y_t] of a batch of rollouts.
+
+    Layout of `alignkit.rollout.sampler.Rollout`: prompt_ids / prompt_mask (B, P) left-padded,
+    response_ids / response_mask (B, R) right-padded. One forward over ``cat(prompt, response)``
+    with position ids counting real tokens only; the logits z_t at column P-1+t predict response
+    token t. The LM head runs only at response tokens; T is the sampling temperature (the
+    sampler records log-probs of the same tempered, untruncated softmax, so at the sampled
+    policy's weights the two agree up to float rounding).
+
+    Returns ``(logps (B, R) float32, entropy (B, R) float32 or None)``, 0 where the response
+    mask is 0; ``entropy`` is H(π_T(. | x, y_<t)) in nats when ``with_entropy`` (detached: it
+    is logged, not trained). Gradients flow through ``logps`` when called with grad enabled
+    (the RL training forward); the model's train/eval mode is left to the caller.
+    """
+    from alignkit.losses.rl import entropy_from_logits
+    from alignkit.losses.sft import token_logps
+    from alignkit.models.forward import backbone_and_head
+    from alignkit.models.heads import positions_from_mask
+
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature} (greedy rollouts are "
+                         "rescored at T = 1)")
+    if prompt_ids.shape != prompt_mask.shape or response_ids.shape != response_mask.shape:
+        raise ValueError("ids and masks must have the same shape: prompt "
+                         f"{tuple(prompt_ids.shape)} vs {tuple(prompt_mask.shape)}, response "
+                         f"{tuple(response_ids.shape)} vs {tuple(response_mask.shape)}")
+    B, P = prompt_ids.shape
+    R = response_ids.shape[1]
+    if P == 0:
+        raise ValueError("the prompt block is empty; the first response token needs a context")
+    input_ids = torch.cat([prompt_ids, response_ids], dim=1)  # (B, P+R)
+    attention_mask = torch.cat([prompt_mask, response_mask], dim=1)
+    backbone, head = backbone_and_head(model)
+    out = backbone(input_ids=input_ids, attention_mask=attention_mask,
+                   position_ids=positions_from_mask(attention_mask), use_cache=False)
+    hidden = out[0] if isinstance(out, tuple) else out.last_hidden_state  # (B, P+R, H)
+    selected = response_mask.bool()  # (B, R)
+    logits = head(hidden[:, P - 1:P + R - 1][selected]).float() / temperature  # (N, V)
+    zeros = torch.zeros(B, R, dtype=torch.float32, device=hidden.device)
+    logps = zeros.masked_scatter(selected, token_logps(logits, response_ids[selected]))
+    entropy = None
+    if with_entropy:  # a logged metric: no graph (it would hold another (N, V) tensor)
+        with torch.no_grad():
+            entropy = zeros.masked_scatter(selected, entropy_from_logits(logits.detach()))
+    return logps, entropy
+
+
+__all__ += ["rollout_token_logprobs"]
