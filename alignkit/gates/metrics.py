@@ -9,9 +9,9 @@ Sources, in a run directory DIR:
 All are merged into one name -> MetricValue map. A name defined twice with different numbers
 (two eval.json files, or an eval.json and the manifest) is a DataError naming both files: a
 gate must never pick one of two disagreeing measurements silently. An `eval.json` with no
-`schema` field is a report from before v1 (the reward stage and the SFT held-out eval still
-write such files); it is skipped and listed in `ignored`, so a rule on one of its metrics fails
-as "missing" with the reason shown. Any other schema is an error.
+`schema` field is a report from before v1 (reward, prefer and SFT runs made before those
+stages switched to v1 wrote such files); it is skipped and listed in `ignored`, so a rule on one
+of its metrics fails as "missing" with the reason shown. Any other schema is an error.
 
 Only json, pathlib and alignkit.contract are used: importing this module never imports torch.
 """

@@ -33,6 +33,19 @@ encoded with the chat template (deliberate: one encoding path, exact masks).
 
 Python: `alignkit.train.prefer.prefer(config, out_dir)`; command line:
 `alignkit prefer --config CFG --out DIR`.
+
+Evaluation file. OUT/eval.json is written in the suite schema ``alignkit.eval/v1`` of
+`alignkit.evals.suite` ("suite/metric" -> {value, lo, hi, n, slices}) from the final
+evaluation, the one whose numbers are the manifest's ``val/…`` metrics:
+
+- ``prefer/accuracy`` (paired losses): share of held-out pairs whose implicit reward is
+  strictly higher for the chosen response, with Wilson 95% intervals, overall and per
+  ``category`` and ``type`` of the rows (equals ``val/rewards/accuracies``);
+- ``prefer/kl``: the k1 estimate of KL(π_θ‖π_ref) above (equals ``val/kl``), with a
+  percentile-bootstrap 95% interval over its samples (`alignkit.evals.stats.mean_interval`);
+- extra top-level keys: ``heldout`` (every ``val/…`` number of the final evaluation, as the
+  manifest has them), ``margins`` (distribution and histogram of the implicit-reward margins,
+  paired losses) and ``rewards`` (mean implicit reward of chosen and rejected).
 """
 from __future__ import annotations
 
@@ -326,7 +339,8 @@ def preference_step(scorer, batch: dict, cfg: PreferConfig, reference) -> tuple[
 # ------------------------------------------------------------------------------- evaluation
 
 def kl_estimate(model, tokenizer, template, prompts: list[list[dict]], reference,
-                decode: DecodeSpec, *, pad_token_id: int) -> dict[str, float]:
+                decode: DecodeSpec, *, pad_token_id: int,
+                per_sample: list[float] | None = None) -> dict[str, float]:
     """k1 estimate of KL(π_θ‖π_ref) on the policy's own completions of `prompts`.
 
     Unbiased only when `decode` samples from π_θ unchanged (temperature 1, no top-k/top-p);
@@ -334,7 +348,8 @@ def kl_estimate(model, tokenizer, template, prompts: list[list[dict]], reference
 
     Returns {"kl": mean over samples of (log π_θ(y|x) − log π_ref(y|x)), "kl_samples": n,
     "response_tokens": mean completion length}. Completions are scored without their stop
-    token; empty completions are left out (they have no token to score).
+    token; empty completions are left out (they have no token to score). `per_sample`, when
+    given, is extended with each sample's log π_θ(y|x) − log π_ref(y|x) (for an interval).
     """
     import torch
 
@@ -357,6 +372,8 @@ def kl_estimate(model, tokenizer, template, prompts: list[list[dict]], reference
     with torch.no_grad():
         pol, lengths = sequence_logps(TokenScorer(model), batch)
         ref = reference.score(batch).to(pol.dtype)
+    if per_sample is not None:
+        per_sample.extend((pol - ref).tolist())
     return {"kl": float((pol - ref).mean()), "kl_samples": float(len(exs)),
             "response_tokens": float(lengths.float().mean())}
 
@@ -499,12 +516,19 @@ def prefer(config: PreferConfig | dict, out_dir: str | Path, *,
             return StepLoss(loss_sum=out_.losses.sum(), n_units=int(batch["n_items"]),
                             n_tokens=n_tokens, metrics=metrics)
 
+        last_eval: dict[str, Any] = {}  # per-item results of the latest evaluation (eval.json)
+
         def eval_fn(m) -> dict[str, float]:
             scorer_eval = m if isinstance(m, TokenScorer) else TokenScorer(m)
-            result = evaluate_pairs(scorer_eval, val_batches, cfg, loss_reference)
+            pair_rewards: list[tuple[float, float]] = []
+            kl_values: list[float] = []
+            result = evaluate_pairs(scorer_eval, val_batches, cfg, loss_reference,
+                                    items=pair_rewards)
             if kl_prompts:
                 result.update(kl_estimate(scorer_eval.model, tokenizer, template, kl_prompts,
-                                          reference, cfg.decode, pad_token_id=pad))
+                                          reference, cfg.decode, pad_token_id=pad,
+                                          per_sample=kl_values))
+            last_eval.update(pairs=pair_rewards, kl=kl_values)
             return result
 
         engine = Engine(model=scorer, config=train_cfg, out_dir=out, epoch_batches=epoch_batches,
@@ -518,12 +542,18 @@ def prefer(config: PreferConfig | dict, out_dir: str | Path, *,
                    if isinstance(v, (int, float)) and k not in ("step", "epoch")}
         # Reference forwards run (training + evaluation); 0 in training for "precomputed".
         metrics["reference_forward_calls"] = float(reference.forward_calls)
+        if not last_eval:  # resumed after the final evaluation: measure the final model again
+            metrics.update({f"val/{k}": float(v) for k, v in engine.evaluate().items()})
         outputs = {}
         if engine.is_main:
             digest = save_model(final, tokenizer, out / "final")
             outputs["final"] = {"path": "final", "digest": digest}
-            (out / "eval.json").write_text(json.dumps(
-                {k: v for k, v in metrics.items() if k.startswith("val/")}, indent=2, sort_keys=True))
+            report = prefer_eval_report(
+                last_eval["pairs"], val_rows if not unpaired else [], last_eval["kl"],
+                heldout={k: v for k, v in metrics.items() if k.startswith("val/")})
+            report.update(model=str(out / "final"), template=template.digest,
+                          decode={**cfg.decode.model_dump(mode="json"), "digest": cfg.decode.digest})
+            _write_eval(out, report)
         finish_run(out, metrics=metrics, outputs=outputs, is_main=engine.is_main)
         return metrics
     except BaseException as err:
@@ -546,9 +576,16 @@ def _kl_prompts(rows: list[dict], n: int) -> list[list[dict]]:
     return out
 
 
-def evaluate_pairs(scorer, batches: list[dict], cfg: PreferConfig, reference) -> dict[str, float]:
-    """Held-out loss and implicit-reward metrics, averaged over items (not batches)."""
+def evaluate_pairs(scorer, batches: list[dict], cfg: PreferConfig, reference, *,
+                   items: list[tuple[float, float]] | None = None) -> dict[str, float]:
+    """Held-out loss and implicit-reward metrics, averaged over items (not batches).
+
+    `items`, when given and the loss is paired, is extended with each pair's (chosen, rejected)
+    implicit rewards, in batch order.
+    """
     import torch
+
+    from alignkit.losses.preference import UNPAIRED_LOSSES
 
     totals: dict[str, float] = {}
     weights: dict[str, float] = {}
@@ -558,12 +595,57 @@ def evaluate_pairs(scorer, batches: list[dict], cfg: PreferConfig, reference) ->
             out, metrics, _ = preference_step(scorer, batch, cfg, reference)
             n = int(batch["n_items"])
             n_total += n
+            if items is not None and cfg.loss not in UNPAIRED_LOSSES:
+                items.extend(zip(out.chosen_rewards.tolist(), out.rejected_rewards.tolist()))
             for k, v in {"loss": float(out.losses.sum()) / n, **metrics}.items():
                 totals[k] = totals.get(k, 0.0) + v * n
                 weights[k] = weights.get(k, 0.0) + n
     return {k: totals[k] / weights[k] for k in totals} if n_total else {}
 
 
-__all__ = ["LOSS_ARGUMENTS", "PreferConfig", "derangement", "encode_rows", "evaluate_pairs",
-           "kl_estimate", "load_prefer_rows", "make_batches", "preference_step", "prefer",
-           "to_unpaired"]
+SLICE_FIELDS = ("category", "type")  # row fields prefer/accuracy is sliced by (when present)
+
+
+def prefer_eval_report(pair_rewards: list[tuple[float, float]], rows: list[dict],
+                       kl_values: list[float], *, heldout: dict[str, float],
+                       slice_fields: tuple[str, ...] = SLICE_FIELDS) -> dict[str, Any]:
+    """The eval.json report (module docstring, "Evaluation file") of one evaluation.
+
+    `pair_rewards[i]` = (chosen, rejected) implicit rewards of held-out row `rows[i]` (empty
+    for unpaired losses); `kl_values` = per-sample log-ratios of the KL estimate (may be
+    empty); `heldout` = the evaluation's ``val/…`` numbers, kept verbatim. Returns {"schema",
+    "suites": ["prefer"], "metrics", "heldout", and for paired losses "margins", "rewards"};
+    the stage adds the evaluated model, template and decode settings.
+    """
+    from alignkit.evals.stats import mean_interval
+    from alignkit.evals.suite import EVAL_SCHEMA, metric, rate_metric
+    from alignkit.train.reward import margin_summary
+
+    report: dict[str, Any] = {"schema": EVAL_SCHEMA, "suites": ["prefer"], "metrics": {},
+                              "heldout": dict(heldout)}
+    if pair_rewards:
+        if len(pair_rewards) != len(rows):
+            raise ValueError(f"{len(pair_rewards)} pair rewards for {len(rows)} held-out rows")
+        records = [{"correct": c > r, **{f: row.get(f) for f in slice_fields}}
+                   for (c, r), row in zip(pair_rewards, rows)]
+        report["metrics"]["prefer/accuracy"] = rate_metric(records, "correct", slice_fields)
+        report["margins"] = margin_summary([c - r for c, r in pair_rewards])
+        n = len(pair_rewards)
+        report["rewards"] = {"chosen_mean": sum(c for c, _ in pair_rewards) / n,
+                             "rejected_mean": sum(r for _, r in pair_rewards) / n}
+    if kl_values:
+        mean, lo, hi = mean_interval(kl_values)
+        report["metrics"]["prefer/kl"] = metric(mean, lo, hi, len(kl_values))
+    return report
+
+
+def _write_eval(out: Path, report: dict) -> None:
+    """OUT/eval.json, written to a temporary file and renamed (never half-written)."""
+    tmp = out / "eval.json.tmp"
+    tmp.write_text(json.dumps(report, indent=2, sort_keys=True))
+    tmp.replace(out / "eval.json")
+
+
+__all__ = ["LOSS_ARGUMENTS", "PreferConfig", "SLICE_FIELDS", "derangement", "encode_rows",
+           "evaluate_pairs", "kl_estimate", "load_prefer_rows", "make_batches",
+           "prefer_eval_report", "preference_step", "prefer", "to_unpaired"]

@@ -6,20 +6,24 @@ coef·(r_c + r_r)² (`reward_centering`). The model is `alignkit.models.heads.Re
 (pooled at the last non-padding token); LoRA or full fine-tuning of the backbone, the head is
 always trained. Chosen and rejected sequences of a micro-batch go through one forward.
 
-Evaluation (`OUT/eval.json`) on the held-out pairs:
+Evaluation (`OUT/eval.json`, the suite schema ``alignkit.eval/v1`` of `alignkit.evals.suite`:
+``metrics`` maps "suite/metric" to {value, lo, hi, n, slices}) on the held-out pairs:
 
-- ``accuracy``: strict r_c > r_r (a tie counts as wrong), with a Wilson 95% interval, overall
-  and per slice (`slice_fields`, e.g. category and type);
-- ``margins``: the distribution of r_c − r_r (mean, std, min, quantiles 5/25/50/75/95, max);
-- calibration: each pair is shown in a seeded random order (first, second); the predicted
-  probability that the first is preferred is σ(r_first − r_second), the label is whether it is
-  the chosen one. (Without the random order every label is 1, the ECE only sees one direction
-  and a temperature fit degenerates.) ECE with 15 equal-width bins (Guo et al. 2017, Eq. 3)
-  on the *test* part of the held-out pairs, before and after a temperature T fitted on the
-  *calibration* part (`calibration_fraction` of the held-out pairs, Guo et al. Sec. 4.2).
+- ``reward/accuracy``: strict r_c > r_r (a tie counts as wrong), with a Wilson 95% interval,
+  overall and per slice (`slice_fields`, e.g. category and type);
+- ``reward/ece`` and ``reward/ece_after_temperature``: each pair is shown in a seeded random
+  order (first, second); the predicted probability that the first is preferred is
+  σ(r_first − r_second), the label is whether it is the chosen one. (Without the random order
+  every label is 1, the ECE only sees one direction and a temperature fit degenerates.) ECE
+  with 15 equal-width bins (Guo et al. 2017, Eq. 3) on the *test* part of the held-out pairs
+  (``n``), before and after a temperature T fitted on the *calibration* part
+  (`calibration_fraction` of the held-out pairs, Guo et al. Sec. 4.2). No interval (null).
   Accuracy is reported on all held-out pairs (T does not change a sign).
+- extra top-level keys: ``margins`` (the distribution of r_c − r_r: mean, std, min,
+  quantiles 5/25/50/75/95, max, and a histogram) and ``calibration`` (T, bins, split sizes).
 
-Manifest metrics: heldout/accuracy, heldout/ece, heldout/ece_temp, heldout/temperature.
+Manifest metrics (names unchanged): heldout/accuracy, heldout/ece, heldout/ece_temp,
+heldout/temperature, heldout/margin_mean.
 
     >>> cfg = RewardConfig(center_coef=0.01)
     >>> cfg.ece_bins, cfg.calibration_fraction
@@ -150,22 +154,27 @@ def reward_step(model, batch: dict, *, center_coef: float):
 
 # ------------------------------------------------------------------------------- evaluation
 
-def margin_summary(margins: Sequence[float]) -> dict[str, float]:
-    """Mean, std, min, max and the 5/25/50/75/95% quantiles of r_c − r_r.
+def margin_summary(margins: Sequence[float], n_bins: int = 20) -> dict[str, Any]:
+    """Mean, std, min, max, the 5/25/50/75/95% quantiles and a histogram of r_c − r_r.
 
-        >>> s = margin_summary([1.0, 2.0, 3.0, 4.0, 5.0])
-        >>> s["mean"], s["q50"], s["min"], s["max"]
-        (3.0, 3.0, 1.0, 5.0)
+    The histogram has `n_bins` equal-width bins from min to max (the last bin includes max;
+    all values in one bin when min = max): ``{"edges": n_bins + 1 floats, "counts": n_bins}``.
+
+        >>> s = margin_summary([1.0, 2.0, 3.0, 4.0, 5.0], n_bins=2)
+        >>> s["mean"], s["q50"], s["min"], s["max"], s["histogram"]["counts"]
+        (3.0, 3.0, 1.0, 5.0, [2, 3])
     """
     import numpy as np
 
     m = np.asarray(margins, dtype=np.float64)
     if m.size == 0:
         return {}
-    out = {"mean": float(m.mean()), "std": float(m.std()), "min": float(m.min()),
-           "max": float(m.max())}
+    out: dict[str, Any] = {"mean": float(m.mean()), "std": float(m.std()),
+                           "min": float(m.min()), "max": float(m.max())}
     for q in (5, 25, 50, 75, 95):
         out[f"q{q}"] = float(np.quantile(m, q / 100))
+    counts, edges = np.histogram(m, bins=n_bins)
+    out["histogram"] = {"edges": [float(e) for e in edges], "counts": [int(c) for c in counts]}
     return out
 
 
@@ -205,28 +214,23 @@ def calibration_report(r_chosen: Sequence[float], r_rejected: Sequence[float], *
 def reward_eval_report(r_chosen: Sequence[float], r_rejected: Sequence[float],
                        rows: Sequence[dict], *, slice_fields: Sequence[str], seed: int,
                        calibration_fraction: float, n_bins: int = 15) -> dict[str, Any]:
-    """The eval.json report (see the module docstring) from held-out rewards and their rows."""
-    from alignkit.evals.stats import wilson_interval
+    """The eval.json report (see the module docstring) from held-out rewards and their rows.
 
-    wins = [float(a) > float(b) for a, b in zip(r_chosen, r_rejected)]
-    n, k = len(wins), sum(wins)
-    lo, hi = wilson_interval(k, n)
-    report: dict[str, Any] = {
-        "accuracy": {"value": k / n, "lo": lo, "hi": hi, "n": n},
-        "margins": margin_summary([float(a) - float(b) for a, b in zip(r_chosen, r_rejected)]),
-        "calibration": calibration_report(r_chosen, r_rejected, seed=seed, n_bins=n_bins,
-                                          calibration_fraction=calibration_fraction),
-        "per_slice": {}}
-    for field in slice_fields:
-        groups: dict[str, list[bool]] = {}
-        for w, row in zip(wins, rows):
-            if row.get(field) is not None:
-                groups.setdefault(str(row[field]), []).append(w)
-        report["per_slice"][field] = {
-            name: {"accuracy": sum(g) / len(g), "n": len(g),
-                   "lo": wilson_interval(sum(g), len(g))[0], "hi": wilson_interval(sum(g), len(g))[1]}
-            for name, g in sorted(groups.items())}
-    return report
+    Returns {"schema", "suites": ["reward"], "metrics", "margins", "calibration"}; the stage
+    adds the evaluated model and template.
+    """
+    from alignkit.evals.suite import EVAL_SCHEMA, metric, rate_metric
+
+    records = [{"correct": float(c) > float(r), **{f: row.get(f) for f in slice_fields}}
+               for c, r, row in zip(r_chosen, r_rejected, rows)]
+    cal = calibration_report(r_chosen, r_rejected, seed=seed, n_bins=n_bins,
+                             calibration_fraction=calibration_fraction)
+    metrics = {"reward/accuracy": rate_metric(records, "correct", slice_fields),
+               "reward/ece": metric(cal["ece"], None, None, cal["n_test"]),
+               "reward/ece_after_temperature": metric(cal["ece_temp"], None, None, cal["n_test"])}
+    return {"schema": EVAL_SCHEMA, "suites": ["reward"], "metrics": metrics,
+            "margins": margin_summary([float(a) - float(b) for a, b in zip(r_chosen, r_rejected)]),
+            "calibration": cal}
 
 
 def score_pairs(model, batches: list[dict]) -> tuple[list[float], list[float], float]:
@@ -249,6 +253,13 @@ def score_pairs(model, batches: list[dict]) -> tuple[list[float], list[float], f
 
 
 # ------------------------------------------------------------------------------- stage
+
+def _write_eval(out: Path, report: dict) -> None:
+    """OUT/eval.json, written to a temporary file and renamed (never half-written)."""
+    tmp = out / "eval.json.tmp"
+    tmp.write_text(json.dumps(report, indent=2, sort_keys=True))
+    tmp.replace(out / "eval.json")
+
 
 def reward(config: RewardConfig | dict, out_dir: str | Path, *,
            resume: bool = False) -> dict[str, Any]:
@@ -344,7 +355,7 @@ def reward(config: RewardConfig | dict, out_dir: str | Path, *,
         report = reward_eval_report(rc, rr, val_rows, slice_fields=cfg.slice_fields,
                                     seed=cfg.seed, calibration_fraction=cfg.calibration_fraction,
                                     n_bins=cfg.ece_bins)
-        metrics.update({"heldout/accuracy": report["accuracy"]["value"],
+        metrics.update({"heldout/accuracy": report["metrics"]["reward/accuracy"]["value"],
                         "heldout/ece": report["calibration"]["ece"],
                         "heldout/ece_temp": report["calibration"]["ece_temp"],
                         "heldout/temperature": report["calibration"]["temperature"],
@@ -353,7 +364,8 @@ def reward(config: RewardConfig | dict, out_dir: str | Path, *,
         if engine.is_main:
             digest = save_reward_model(final, tokenizer, out / "final")
             outputs["final"] = {"path": "final", "digest": digest}
-            (out / "eval.json").write_text(json.dumps(report, indent=2, sort_keys=True))
+            report.update(model=str(out / "final"), template=template.digest)
+            _write_eval(out, report)
         finish_run(out, metrics=metrics, outputs=outputs, is_main=engine.is_main)
         return metrics
     except BaseException as err:

@@ -74,7 +74,8 @@ def test_manifest_metrics_join_and_must_agree_with_eval(tmp_path, write_eval, wr
 
 
 def test_pre_v1_eval_file_is_ignored_and_the_reason_reaches_the_rule(tmp_path, write_run):
-    """The reward stage writes an eval.json without `schema`; a rule on it fails as missing."""
+    """An eval.json without `schema` (as the reward stage wrote before v1) is skipped; a rule on
+    it fails as missing."""
     write_run(tmp_path)
     (tmp_path / "eval.json").write_text(json.dumps({"accuracy": {"value": 0.8}}))
     run = load_run_metrics(tmp_path)

@@ -12,7 +12,8 @@ from alignkit.losses.preference import PREFERENCE_LOSSES
 from alignkit.models.reference import collate_sequences
 from alignkit.train.config import OptimConfig, TrainConfig
 from alignkit.train.prefer import (LOSS_ARGUMENTS, PreferConfig, _normalise, derangement,
-                                   kl_estimate, prefer, preference_step, to_unpaired)
+                                   kl_estimate, prefer, prefer_eval_report, preference_step,
+                                   to_unpaired)
 from alignkit.world.build import WorldConfig
 
 WORLD = WorldConfig(corpus_passes=1, sft_per_family=12, heldout_per_family=6, n_people=16)
@@ -124,6 +125,38 @@ def test_rows_normalise_and_split():
     assert err.value.file == "data.jsonl" and err.value.line == 1 and err.value.field == "label"
 
 
+def test_prefer_eval_report_by_hand():
+    """Implicit rewards (chosen, rejected): (1, 0) right, (0, 0) a tie = wrong, (0.2, 0.5) wrong,
+    (2, -1) right -> accuracy 2/4. Wilson at p = 0.5, n = 4, z = 1.96: centre 0.5,
+    half = z/(1 + z²/4)·sqrt(0.25/4 + z²/64) = 0.99978·sqrt(0.0625 + 0.060024) = 0.34996
+    -> [0.1500, 0.8500]. Slices: category a = pairs 0, 1 -> 1/2; b = pairs 2, 3 -> 1/2; type
+    x = pairs 0, 2 -> 1/2, y = pair 1 -> 0/1, pair 3 has no type. Margins 1, 0, -0.3, 3: mean
+    0.925; chosen mean (1 + 0 + 0.2 + 2)/4 = 0.8, rejected mean (0 + 0 + 0.5 − 1)/4 = −0.125.
+    KL samples 0.1 and 0.3: mean 0.2, any bootstrap mean lies in [0.1, 0.3]."""
+    rows = [{"category": "a", "type": "x"}, {"category": "a", "type": "y"},
+            {"category": "b", "type": "x"}, {"category": "b"}]
+    heldout = {"val/rewards/accuracies": 0.5, "val/loss": 0.7}
+    rep = prefer_eval_report([(1.0, 0.0), (0.0, 0.0), (0.2, 0.5), (2.0, -1.0)], rows, [0.1, 0.3],
+                             heldout=heldout)
+    assert rep["schema"] == "alignkit.eval/v1" and rep["suites"] == ["prefer"]
+    acc = rep["metrics"]["prefer/accuracy"]
+    assert acc["value"] == 0.5 and acc["n"] == 4
+    assert acc["lo"] == pytest.approx(0.1500, abs=1e-4) and acc["hi"] == pytest.approx(0.8500, abs=1e-4)
+    assert {k: v["value"] for k, v in acc["slices"]["category"].items()} == {"a": 0.5, "b": 0.5}
+    assert {k: (v["value"], v["n"]) for k, v in acc["slices"]["type"].items()} == \
+        {"x": (0.5, 2), "y": (0.0, 1)}
+    assert rep["margins"]["mean"] == pytest.approx(0.925)
+    assert sum(rep["margins"]["histogram"]["counts"]) == 4
+    assert rep["rewards"] == pytest.approx({"chosen_mean": 0.8, "rejected_mean": -0.125})
+    kl = rep["metrics"]["prefer/kl"]
+    assert kl["value"] == pytest.approx(0.2) and kl["n"] == 2 and 0.1 <= kl["lo"] <= kl["hi"] <= 0.3
+    assert rep["heldout"] == heldout
+    # Unpaired losses (KTO) have no pairs: no accuracy, no margins; no KL samples: no KL.
+    assert prefer_eval_report([], [], [], heldout={})["metrics"] == {}
+    with pytest.raises(ValueError, match="2 pair rewards for 1 held-out rows"):
+        prefer_eval_report([(1.0, 0.0)] * 2, rows[:1], [], heldout={})
+
+
 def test_unpaired_data_needs_kto(small_model, tmp_path):
     data = tmp_path / "u.jsonl"
     data.write_text("\n".join(json.dumps({"prompt": f"q{i}", "completion": f"a{i}", "label": i % 2 == 0})
@@ -197,7 +230,28 @@ def test_manifest_records_digests(dpo_run):
     assert m.policy["digest"].startswith("pol-")
     assert m.outputs["final"]["digest"].startswith("mdl-")
     assert m.metrics["val/rewards/accuracies"] >= 0.75
-    assert json.loads((dpo_run / "eval.json").read_text())["val/rewards/accuracies"] >= 0.75
+
+
+def test_eval_json_is_the_suite_schema_and_matches_the_manifest(dpo_run):
+    """eval.json (alignkit.eval/v1) holds the final evaluation: prefer/accuracy on the 94
+    held-out pairs equals the manifest's val/rewards/accuracies, prefer/kl its val/kl over the
+    8 KL samples; gates read both with their intervals and nothing is skipped."""
+    from alignkit.evals.suite import read_eval
+    from alignkit.gates.metrics import load_run_metrics
+
+    m = read_manifest(dpo_run)
+    report = read_eval(dpo_run)
+    acc, kl = report["metrics"]["prefer/accuracy"], report["metrics"]["prefer/kl"]
+    assert acc["n"] == 94 and acc["value"] == pytest.approx(m.metrics["val/rewards/accuracies"])
+    assert acc["lo"] < acc["value"] < acc["hi"]
+    assert {"category", "type"} <= set(acc["slices"]) and "refusal" in acc["slices"]["type"]
+    assert kl["n"] == 8 and kl["value"] == pytest.approx(m.metrics["val/kl"], abs=1e-6)
+    assert kl["lo"] <= kl["value"] <= kl["hi"]
+    assert report["heldout"] == {k: v for k, v in m.metrics.items() if k.startswith("val/")}
+    assert report["margins"]["mean"] == pytest.approx(m.metrics["val/rewards/margins"])
+    assert report["model"] == str(dpo_run / "final") and report["template"] == m.template["digest"]
+    run = load_run_metrics(dpo_run)
+    assert run.ignored == [] and run.metrics["prefer/accuracy"].has_interval
 
 
 def test_precomputed_reference_is_cached_and_reused(small_model, tmp_path, monkeypatch):

@@ -31,21 +31,32 @@ def small_model(tmp_path_factory):
 
 def test_margin_summary_by_hand():
     """Margins [-1, 0, 2, 3]: mean 1, population std sqrt((4+1+1+4)/4) = sqrt(2.5);
-    median (0+2)/2 = 1 (linear interpolation)."""
-    s = margin_summary([-1.0, 0.0, 2.0, 3.0])
+    median (0+2)/2 = 1 (linear interpolation). Histogram, 4 bins over [-1, 3] (width 1):
+    edges -1, 0, 1, 2, 3; [-1, 0) holds -1, [0, 1) holds 0, [1, 2) nothing, [2, 3] holds 2, 3."""
+    s = margin_summary([-1.0, 0.0, 2.0, 3.0], n_bins=4)
     assert s["mean"] == 1.0 and s["q50"] == 1.0 and s["min"] == -1.0 and s["max"] == 3.0
     assert s["std"] == pytest.approx(math.sqrt(2.5))
+    assert s["histogram"] == {"edges": [-1.0, 0.0, 1.0, 2.0, 3.0], "counts": [1, 1, 0, 2]}
 
 
 def test_accuracy_is_strict_and_sliced():
-    """r_c = [1, 0, 0.5, 2], r_r = [0, 0, 1, 1]: wins T, tie (= wrong), F, T -> 2/4.
-    Slices a = pairs 0, 1 -> 1/2; b = pairs 2, 3 -> 1/2."""
+    """r_c = [1, 0, 0.5, 2], r_r = [0, 0, 1, 1]: wins T, tie (= wrong), F, T -> 2/4, Wilson
+    interval at p = 0.5, n = 4: centre 0.5 ± 0.99978·sqrt(0.0625 + 0.060024) = ± 0.34996.
+    Slices a = pairs 0, 1 -> 1/2; b = pairs 2, 3 -> 1/2. The report is in the suite schema;
+    the ECE entries count the test half of the pairs (calibration_fraction 0.5 -> 2)."""
     rows = [{"category": "a"}, {"category": "a"}, {"category": "b"}, {"category": "b"}]
     rep = reward_eval_report([1.0, 0.0, 0.5, 2.0], [0.0, 0.0, 1.0, 1.0], rows,
                              slice_fields=["category"], seed=0, calibration_fraction=0.5)
-    assert rep["accuracy"]["value"] == 0.5 and rep["accuracy"]["n"] == 4
-    assert rep["per_slice"]["category"]["a"]["accuracy"] == 0.5
-    assert rep["per_slice"]["category"]["b"]["n"] == 2
+    assert rep["schema"] == "alignkit.eval/v1" and rep["suites"] == ["reward"]
+    acc = rep["metrics"]["reward/accuracy"]
+    assert acc["value"] == 0.5 and acc["n"] == 4
+    assert acc["lo"] == pytest.approx(0.1500, abs=1e-4) and acc["hi"] == pytest.approx(0.8500, abs=1e-4)
+    assert acc["slices"]["category"]["a"]["value"] == 0.5
+    assert acc["slices"]["category"]["b"]["n"] == 2
+    for name, key in (("reward/ece", "ece"), ("reward/ece_after_temperature", "ece_temp")):
+        entry = rep["metrics"][name]
+        assert entry["value"] == rep["calibration"][key] and entry["n"] == 2
+        assert entry["lo"] is None and entry["hi"] is None
     assert rep["margins"]["mean"] == pytest.approx((1 + 0 - 0.5 + 1) / 4)
 
 
@@ -110,14 +121,19 @@ def rm_run(small_model, tmp_path_factory):
 def test_reward_model_beats_chance_on_heldout_world_pairs(rm_run):
     """94 held-out pairs (held-out entities and phrasings); after 18 steps the strict accuracy
     is about 0.85 (chance 0.5; the Wilson lower bound must clear 0.6)."""
-    report = json.loads((rm_run / "eval.json").read_text())
-    assert report["accuracy"]["n"] == 94
-    assert report["accuracy"]["value"] >= 0.7 and report["accuracy"]["lo"] > 0.6
+    from alignkit.evals.suite import read_eval
+
+    report = read_eval(rm_run)
+    acc = report["metrics"]["reward/accuracy"]
+    assert acc["n"] == 94
+    assert acc["value"] >= 0.7 and acc["lo"] > 0.6
     assert report["margins"]["mean"] > 0
     cal = report["calibration"]
     assert cal["n_bins"] == 15 and 0 <= cal["ece"] <= 1 and 0 <= cal["ece_temp"] <= 1
-    assert {"category", "type"} <= set(report["per_slice"])
-    assert "refusal" in report["per_slice"]["type"]
+    assert report["metrics"]["reward/ece"]["value"] == cal["ece"]
+    assert report["metrics"]["reward/ece_after_temperature"]["value"] == cal["ece_temp"]
+    assert {"category", "type"} <= set(acc["slices"])
+    assert "refusal" in acc["slices"]["type"]
 
 
 def test_manifest_and_saved_reward_model(rm_run):
@@ -129,6 +145,14 @@ def test_manifest_and_saved_reward_model(rm_run):
     assert m.base_model["digest"].startswith("mdl-") and m.outputs["final"]["digest"].startswith("mdl-")
     for key in ("heldout/accuracy", "heldout/ece", "heldout/ece_temp"):
         assert key in m.metrics
+    # eval.json and the manifest agree, and a gate reads eval.json (nothing skipped)
+    from alignkit.gates.metrics import load_run_metrics
+
+    run = load_run_metrics(rm_run)
+    assert run.ignored == []
+    assert run.metrics["reward/accuracy"].value == m.metrics["heldout/accuracy"]
+    assert run.metrics["reward/accuracy"].has_interval
+    assert run.metrics["reward/ece_after_temperature"].value == m.metrics["heldout/ece_temp"]
     rm, tok = load_reward_model(rm_run / "final")
     ids = tok("Hello there")["input_ids"]
     with torch.no_grad():
