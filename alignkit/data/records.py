@@ -503,7 +503,10 @@ def _optional(key: str, value: Any, kind: str, ctx: _Ctx) -> Any:
     elif key == "id":
         if isinstance(value, bool) or not isinstance(value, (str, int)):
             raise ctx.error(f"expected a string or integer, got {_type_name(value)}", key)
-    elif key in ("source", "category"):
+    elif key == "source":  # a name, or an object (e.g. alignkit synth mix's provenance)
+        if not isinstance(value, (str, Mapping)):
+            raise ctx.error(f"expected a string or an object, got {_type_name(value)}", key)
+    elif key == "category":
         if not isinstance(value, str):
             raise ctx.error(f"expected a string, got {_type_name(value)}", key)
     _check_jsonlike(value, key, ctx)
