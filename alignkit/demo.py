@@ -4,7 +4,7 @@ Stages (a pipeline, see `alignkit.pipeline`; completed stages are reused, an int
 resumed from its last checkpoint):
 
     pretrain the tiny base model -> SFT with the policy's refusal examples -> reward model
-    -> DPO -> [online RL, when the `rl` stage is installed] -> every evaluation suite on each
+    -> DPO -> GRPO (online RL on the world's verifiable reward) -> every evaluation suite on each
     model -> release gate of the last model against the SFT baseline -> HTML report
 
 It ends with one table (one row per model: helpfulness, attack success, benign refusal, honesty,
@@ -48,10 +48,8 @@ def _train_stages() -> list[dict[str, Any]]:
         {"name": "dpo", "stage": "prefer",
          "config": {"model": "${sft.out}/final", "world_n_per_slice": 10}},
     ]
-    from alignkit.pipeline.registry import stage_kind_names
-
-    if "rl" in stage_kind_names():
-        stages.append({"name": "rl", "stage": "rl", "config": {"model": "${sft.out}/final"}})
+    stages.append({"name": "rl", "stage": "rl", "config": {
+        "model": "${sft.out}/final", "algo": "grpo", "iterations": 30}})
     return stages
 
 
@@ -64,7 +62,8 @@ QUICK: dict[str, dict[str, Any]] = {
     "sft": {"world": _QUICK_WORLD, "train": _QUICK_TRAIN, "safety_per_slice": 1},
     "reward": {"world": _QUICK_WORLD, "train": _QUICK_TRAIN, "world_n_per_slice": 1},
     "prefer": {"world": _QUICK_WORLD, "train": _QUICK_TRAIN, "world_n_per_slice": 1},
-    "rl": {"train": _QUICK_TRAIN},
+    "rl": {"world": _QUICK_WORLD, "iterations": 2, "prompts_per_iteration": 4,
+           "rollout": {"temperature": 1.0, "max_new_tokens": 4}, "train": {"micro_batch_size": 8, "progress": False}},
     "eval": {"world": _QUICK_WORLD, "limit": 1, "decode": {"max_new_tokens": 4}},
 }
 

@@ -54,6 +54,8 @@ _BUILTIN: dict[str, tuple[str, str, str, tuple[str, ...]]] = {
                ("heldout/accuracy", "heldout/ece")),
     "prefer": ("alignkit.train.prefer", "PreferConfig", "prefer",
                ("val/rewards/accuracies", "val/kl")),
+    "rl": ("alignkit.train.rl", "RLConfig", "rl",
+           ("objective/scores", "objective/kl", "heldout/exact_match")),
     "eval": ("alignkit.evals.stage", "EvalStageConfig", "eval_stage",
              ("world_tasks/exact_match", "safety/attack_success", "over_refusal/benign_refusal")),
 }
