@@ -52,6 +52,10 @@ class SFTConfig(BaseModel):
     world: WorldConfig = WorldConfig()  # the world that builtin:world data comes from
     safety_per_slice: int = Field(0, ge=0)  # builtin:world only: add this many policy rows (refusals,
     # look-alike answers, abstentions, corrections) per safety slice; 0 = task rows only
+    replay_docs: int = Field(0, ge=0)  # builtin:world only: mix this many pretraining documents
+    # in as plain language-modelling rows (category "replay"), so SFT steps that teach skills do
+    # not overwrite facts the model knows from pretraining (rehearsal; cf. PPO-ptx, Ouyang et al.
+    # 2022). Weight them with category_weights: {replay: w}; their tokens are many.
     heldout_eval: bool = True  # measure world held-out exact match (builtin:world only)
     decode: DecodeSpec = DecodeSpec(max_new_tokens=16)  # decoding for the held-out evaluation
     train: TrainConfig = TrainConfig(
@@ -94,6 +98,10 @@ def load_sft_rows(cfg: SFTConfig) -> tuple[list[dict], list[dict], dict[str, Any
 
             rows += safety_sft_rows(world.facts, seed=cfg.world.seed, split="train",
                                     n_per_slice=cfg.safety_per_slice)
+        if cfg.replay_docs:
+            docs = random.Random(f"replay-{cfg.seed}").sample(
+                world.corpus, min(cfg.replay_docs, len(world.corpus)))
+            rows += [{"text": d, "category": "replay"} for d in docs]
         entry = {"source": WORLD_DATA, "digest": digest_obj(rows, "dataset"), "n_rows": len(rows),
                  "world": world.config.model_dump()}
     else:
@@ -127,12 +135,15 @@ def _policy_entry() -> dict[str, Any]:
 # ------------------------------------------------------------------------------- batches
 
 def _encode_all(rows, tokenizer, template, cfg: SFTConfig):
-    from alignkit.data.encode import encode_messages
+    from alignkit.data.encode import encode_messages, encode_text
 
     out = []
     for i, r in enumerate(rows, start=1):
-        ex = encode_messages(tokenizer, template, r["messages"], train_on=cfg.train_on,
-                             max_length=cfg.max_length, line=i)
+        if "messages" in r:
+            ex = encode_messages(tokenizer, template, r["messages"], train_on=cfg.train_on,
+                                 max_length=cfg.max_length, line=i)
+        else:  # a replayed pretraining document: every token is trained
+            ex = encode_text(tokenizer, r["text"], max_length=cfg.max_length, line=i)
         category = r.get(cfg.category_field, r.get("family"))
         out.append((ex, float(cfg.category_weights.get(category, 1.0)), category))
     return out
