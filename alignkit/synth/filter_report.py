@@ -115,7 +115,9 @@ def report_markdown(report: dict) -> str:
                       f"{', '.join(map(str, o['train_rows']))} | {_cell(o['ngram'])} |"
                       for o in con["overlaps"]]
     q = report.get("quality")
-    if q:
+    if q and not q["n_scored"]:
+        lines += ["", "## Quality", "", "No rows left to score."]
+    elif q:
         rule = (f"keep score >= {q['keep_threshold']}" if q["keep_threshold"] is not None
                 else f"keep top {q['top_k']}" if q["top_k"] is not None else "scores only")
         lines += ["", "## Quality", "", f"Scorer: {q['scorer']['kind']}; {rule}; "

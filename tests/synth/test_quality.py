@@ -122,3 +122,26 @@ def test_reward_scorer_needs_a_reply(reward_dir):
     scorer = RewardModelScorer.load(str(reward_dir), template="chatml")
     with pytest.raises(DataError, match="cannot read a prompt and a response"):
         scorer.score([{"text": "hello world"}])
+
+
+def test_filter_with_the_reward_scorer_keeps_the_top_rewards(reward_dir, tmp_path):
+    """run_filter --scorer reward --top-k 2 keeps exactly the two highest direct rewards."""
+    import json
+
+    from alignkit.synth.filter import filter_config, run_filter
+
+    rows = REWARD_ROWS + [{"prompt": "the dog", "completion": "a cat on a mat"}]
+    path = tmp_path / "in.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = filter_config(scorer="reward", reward_model=str(reward_dir), template="chatml",
+                        top_k=2, near_dup_threshold=None)
+    report = run_filter(cfg, path, tmp_path / "out")
+    direct = RewardModelScorer.load(str(reward_dir), template="chatml", batch_size=1).score(rows)
+    best_two = sorted(np.argsort(-direct)[:2].tolist())
+    kept = [json.loads(line) for line in open(tmp_path / "out" / "data.jsonl")]
+    assert kept == [rows[i] for i in best_two]
+    q = report["quality"]
+    assert q["scorer"]["kind"] == "reward" and q["stats"]["max"] == pytest.approx(direct.max())
+    # unbounded scores: the histogram spans [min, max] of the rewards
+    assert q["histogram"]["edges"][0] == pytest.approx(direct.min())
+    assert q["histogram"]["edges"][-1] == pytest.approx(direct.max())
