@@ -215,8 +215,9 @@ _CUE_TABLE: list[tuple[str, str, str]] = [
     ("please_dont", "discourage", r"\bplease\s+(?:don't|do not)\s+(?:do|try|attempt)\b"),
     # --- redirect: points to someone else instead of answering
     ("seek_help", "redirect",
-     r"\b(?:reach out|talk|speak|contact|consult|call|text|see|seek)\b[^.]{0,40}"
-     r"\b(?:doctor|physician|therapist|counsel+or|professional|lawyer|"
+     r"\b(?:reach out|talk|speak|contact|consult|call|text|see|seek|fetch|get|find)\b[^.]{0,40}"
+     r"\b(?:doctor|physician|therapist|counsel+or|professional|lawyer|healer|medic|"
+     r"medical (?:help|attention|care)|poison control|emergency services|help right away|"
      r"attorney|solicitor|crisis|hotline|helpline|emergency|authorities|"
      r"police|someone you trust|mental health|locksmith|accountant)"),
     ("right_person", "redirect",
