@@ -48,6 +48,23 @@ class OptimConfig(BaseModel):
         return v
 
 
+class TrackingConfig(BaseModel):
+    """Optional mirrors of ``metrics.jsonl`` in TensorBoard and MLflow (alignkit.train.tracking).
+
+    ``metrics.jsonl`` stays the record the report, gates and resume read; a tracker receives the
+    same records (main process only) for people who browse runs in those tools.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    tensorboard: bool = False  # write TensorBoard event files (needs the `tensorboard` package)
+    tensorboard_dir: str | None = None  # event-file folder; None = OUT/tensorboard
+    mlflow: bool = False  # log to MLflow (needs `mlflow` or `mlflow-skinny`)
+    mlflow_uri: str | None = None  # tracking URI; None = a local file store in OUT/mlruns
+    mlflow_experiment: str = Field("alignkit", min_length=1)  # MLflow experiment name
+    run_name: str | None = None  # MLflow run name; None = the run directory's name
+
+
 class TrainConfig(BaseModel):
     """Settings of the training loop shared by every stage (see ``alignkit.train.engine``)."""
 
@@ -65,6 +82,7 @@ class TrainConfig(BaseModel):
     log_every: int = Field(1, ge=1)  # write a metrics.jsonl line every N optimizer steps
     seed: int = 0  # seeds python, numpy and torch at the start of training
     progress: bool = True  # rich progress bar (main process, interactive terminal only)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)  # TensorBoard / MLflow mirrors
 
 
 # ---------------------------------------------------------------------------------------------

@@ -58,9 +58,15 @@ the optimizer step; nothing is saved, so the last checkpoint is the last good st
 fp16 with a dynamic loss scaler, which expects occasional inf gradients, is not supported:
 use bf16 or fp32.)
 
-Multi-process. Only the main process writes (metrics, checkpoints, progress bar); eval runs
-on every process. Tested with DDP on CPU (gloo); FSDP should work through Accelerate but is
-untested; DeepSpeed is not supported (it owns backward and the gradient buffers).
+Metrics. ``StepLoss.metrics`` are per-unit averages; the engine weights them by units and sums
+them over micro-batches and processes in float64 (a Python float is never routed through
+float32), so a logged constant such as ``beta = 0.05`` reads back as 0.05 to float64 rounding,
+not 0.0500000007. Each record goes to ``metrics.jsonl`` and, when ``config.tracking`` enables
+them, to TensorBoard and MLflow (``alignkit.train.tracking``).
+
+Multi-process. Only the main process writes (metrics, checkpoints, trackers, progress bar);
+eval runs on every process. Tested with DDP on CPU (gloo); FSDP should work through Accelerate
+but is untested; DeepSpeed is not supported (it owns backward and the gradient buffers).
 ``epoch_batches(0)`` is called once in ``__init__`` to size the schedule.
 """
 from __future__ import annotations
@@ -87,6 +93,7 @@ from alignkit.train.checkpoint import (checkpoint_dir, get_rng_state, latest_che
 from alignkit.train.config import TrainConfig
 from alignkit.train.progress import TrainProgress
 from alignkit.train.schedule import make_scheduler
+from alignkit.train.tracking import check_tracking, tracking
 
 logger = logging.getLogger(__name__)
 
@@ -187,6 +194,18 @@ def fused_adamw_ok(param_groups: list[dict[str, Any]]) -> bool:
         and p.device.type in ("cpu", "cuda") for p in params)
 
 
+def _as_float(value: float | torch.Tensor, dtype: torch.dtype,
+              device: torch.device) -> torch.Tensor:
+    """``value`` as a detached scalar tensor of ``dtype`` (float64 except on MPS).
+
+    A Python number goes straight to ``dtype``: ``torch.as_tensor(0.05)`` would first make a
+    float32 tensor, and the logged value would read 0.05000000074505806.
+    """
+    if isinstance(value, torch.Tensor):
+        return value.detach().to(device=device, dtype=dtype)
+    return torch.tensor(float(value), dtype=dtype, device=device)
+
+
 def _append_jsonl(path: Path, record: dict[str, Any]) -> None:
     """Append one JSON line and flush it to disk (a kill loses at most this line)."""
     with open(path, "a", encoding="utf-8") as f:
@@ -272,6 +291,8 @@ class Engine:
                 f"{self.batches_per_step}; lower grad_accum or provide more data")
         self.total_steps = config.max_steps or config.epochs * self.steps_per_epoch
 
+        if self.is_main:
+            check_tracking(config.tracking)  # a missing tracker package fails before compute
         o = config.optim
         groups = param_groups if param_groups is not None else default_param_groups(
             model, o.weight_decay)
@@ -301,8 +322,11 @@ class Engine:
         session_start = time.perf_counter()
         window_start, window_tokens = session_start, 0
         batches, batches_epoch, n_steps = None, None, 0
-        with TrainProgress(self.total_steps, enabled=cfg.progress, is_main=self.is_main,
-                           initial_step=pos.step) as bar:
+        # Optional TensorBoard / MLflow mirrors of metrics.jsonl (alignkit.train.tracking).
+        with tracking(cfg.tracking, self.out_dir, enabled=self.is_main, start_step=pos.step,
+                      resume=resume, run_config=self.run_config) as trackers, \
+                TrainProgress(self.total_steps, enabled=cfg.progress, is_main=self.is_main,
+                              initial_step=pos.step) as bar:
             while pos.step < self.total_steps:
                 if batches_epoch != pos.epoch:
                     (batches, n_steps), batches_epoch = self._load_epoch(pos.epoch), pos.epoch
@@ -358,6 +382,7 @@ class Engine:
                     history.append(record)
                     if self.is_main:
                         _append_jsonl(self.out_dir / METRICS_FILE, record)
+                        trackers.log(record)
                 bar.update(pos.step, loss=loss, tokens_per_s=record and record.get("tokens_per_s"))
                 if final or (cfg.save_every and pos.step % cfg.save_every == 0):
                     pos_now = _Position(**vars(pos))
@@ -388,12 +413,12 @@ class Engine:
             with sync:
                 out = self.loss_fn(self.model, self._to_device(batch))
                 self.accelerator.backward(out.loss_sum)
-            n = torch.as_tensor(out.n_units, device=device).detach().to(f64)
+            n = _as_float(out.n_units, f64, device)
             loss_sum += out.loss_sum.detach().to(f64)
             units += n
             tokens += int(out.n_tokens)
             for k, v in out.metrics.items():  # per-unit averages -> unit-weighted sums
-                v = torch.as_tensor(v, device=device).detach().to(f64)
+                v = _as_float(v, f64, device)
                 metric_sums[k] = metric_sums.get(k, 0.0) + v * n
 
         keys = sorted(metric_sums)
