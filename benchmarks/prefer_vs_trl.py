@@ -13,7 +13,8 @@ text). Every run loads them from there and trains one epoch (64 steps) of the si
 - ``trl-live``: `DPOTrainer` with its reference model (a second copy, loaded from the same
   directory, one extra forward per step);
 - ``trl-precomputed``: `DPOTrainer` with ``precompute_ref_log_probs=True`` (reference
-  log-probs of every row computed in the trainer's constructor, batch 8 pairs);
+  log-probs of every row computed in the trainer's constructor, batch 8 pairs; its cache file
+  sits in the process's temporary `datasets` directory, so every run computes them anew);
 - ``alignkit-live``: `alignkit.train.prefer.prefer` with ``reference: frozen_copy``;
 - ``alignkit-precomputed``: the same with ``reference: precomputed`` (log-probs of every row
   computed once before training, 16 sequences per batch, and written to a fresh on-disk cache
@@ -62,7 +63,7 @@ one-epoch run ≤ 0.6× TRL's; MFU ≥ 55% (checked on the ``MFU`` count). Ratio
 medians over rounds; per-round ratios are printed too.
 
     .venv/bin/python benchmarks/prefer_vs_trl.py --rounds 4 --json-out /tmp/prefer_vs_trl.json
-    .venv/bin/python benchmarks/prefer_vs_trl.py --quick --threads 1     # smoke run, ~3 min
+    .venv/bin/python benchmarks/prefer_vs_trl.py --quick --threads 1     # smoke run, ~2 min
     .venv/bin/python benchmarks/prefer_vs_trl.py --summarize /tmp/prefer_vs_trl.json
 """
 from __future__ import annotations
