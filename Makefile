@@ -8,7 +8,7 @@ PIP := $(VENV)/bin/pip
 PINS := transformers==5.23.0 tokenizers==0.23.3 safetensors==0.8.0 peft==0.21.2 \
         accelerate==1.15.0 pydantic==2.14.3 pyyaml jinja2 typer==0.29.2 rich==15.0.0 \
         datasets==5.2.0 pyarrow==26.0.1 gguf==0.19.0 matplotlib==3.11.2 datasketch==2.0.0 \
-        pytest hypothesis playwright==1.65.2
+        rouge-score==0.1.2 pytest hypothesis playwright==1.65.2
 OUT ?= runs/demo
 
 .PHONY: demo test venv clean

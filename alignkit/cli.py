@@ -360,6 +360,19 @@ def synth_filter(
     _print_metrics(f"synth filter -> {out}", {k: v for k, v in counts.items()})
 
 
+@synth_app.command("self-instruct")
+def synth_self_instruct(
+        config: Path = typer.Option(..., "--config", "-c", help="Self-Instruct config YAML (see docs/synth.md)"),
+        set_: Optional[List[str]] = SetOpt, out: Path = OutOpt,
+        resume: bool = typer.Option(False, "--resume", help="continue the run in --out after its last finished round")):
+    """Self-Instruct (Wang et al. 2022): grow an instruction pool from seed tasks; appends to OUT/pool.jsonl."""
+    from alignkit.synth.self_instruct import SelfInstructConfig, self_instruct
+
+    metrics = self_instruct(_load(SelfInstructConfig, config, set_), out, resume=resume)
+    _print_metrics(f"synth self-instruct -> {out}/pool.jsonl",
+                   {k: v for k, v in metrics.items() if not k.startswith("round_")})
+
+
 def main() -> None:
     from alignkit.errors import AlignkitError
 
