@@ -116,6 +116,8 @@ def eval_(model: str = typer.Option(..., "--model", help="HF dir, .gguf file or 
           template: Optional[str] = typer.Option(None, "--template", help="chat template override"),
           limit: Optional[int] = typer.Option(None, "--limit",
                                               help="at most N examples per slice (quick look)"),
+          guard: Optional[Path] = typer.Option(None, "--guard",
+                                               help="guard dir: evaluate model + input/output rails"),
           set_: Optional[List[str]] = SetOpt,
           out: Path = OutOpt):
     """Evaluate a model on suites; writes OUT/eval.json and OUT/samples.jsonl."""
@@ -127,7 +129,7 @@ def eval_(model: str = typer.Option(..., "--model", help="HF dir, .gguf file or 
     names = parse_suites(suite)  # fail on a typo before loading any model
     decode = apply_overrides(DecodeSpec(max_new_tokens=24), set_ or [])
     report = evaluate(model, names, out, reference=reference, base=base, judge=judge,
-                      prompts=prompts, template=template, decode=decode, limit=limit,
+                      prompts=prompts, template=template, decode=decode, limit=limit, guard=guard,
                       progress=lambda name: print(f"suite {name} ...", flush=True))
     _print_eval(report)
     print(f"wrote {out / 'eval.json'} and {out / 'samples.jsonl'}")

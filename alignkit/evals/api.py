@@ -25,14 +25,16 @@ def evaluate(model: Any, suites: str | Sequence[str] = "world_tasks", out: str |
              judge: Callable[[str, str, str], str] | str | None = None,
              prompts: str | Path | None = None, template: str | None = None,
              decode: DecodeSpec | None = None, world: WorldConfig | None = None,
-             limit: int | None = None, seed: int = 0,
+             limit: int | None = None, seed: int = 0, guard: str | Path | None = None,
              progress: Callable[[str], None] | None = None) -> dict:
     """Evaluate `model` on `suites` and write OUT/eval.json + OUT/samples.jsonl.
 
     `model`, `reference` (drift, win rate) and `base` (capability tax) are anything `load_model`
     accepts. `judge` is a function (prompt, a, b) -> "a" | "b" | "tie", or the directory of a
     reward model (`alignkit reward` output). `prompts` is an extra prompt file (an XSTest-format
-    CSV for `over_refusal`). Returns the report written to eval.json.
+    CSV for `over_refusal`). `guard` is a guard directory (`alignkit guard calibrate` output):
+    the evaluated system is then the model behind the guard's input and output rails (the
+    layered system: compare with the same evaluation without it). Returns the report.
     """
     from alignkit.data.templates import resolve_chat_template
     from alignkit.evals.suite import EvalContext, run_suites
@@ -52,4 +54,10 @@ def evaluate(model: Any, suites: str | Sequence[str] = "world_tasks", out: str |
         base=_loaded(base) if base is not None else None,
         judge=judge, prompts_file=Path(prompts) if prompts else None, seed=seed, limit=limit)
     name = str(getattr(loaded.spec, "path", "") or model)
+    if guard is not None:
+        from alignkit.guard.rails import guarded_respond
+        from alignkit.guard.runtime import Guard
+
+        ctx.respond = guarded_respond(ctx.respond, Guard.load(guard))
+        name += f" + guard {guard}"
     return run_suites(ctx, suites, out, model_name=name, progress=progress)

@@ -31,6 +31,7 @@ class EvalStageConfig(BaseModel):
     decode: DecodeSpec = DecodeSpec(max_new_tokens=24)
     world: WorldConfig = WorldConfig()
     limit: int | None = None  # at most this many examples per slice
+    guard: str | None = None  # guard directory: evaluate the model behind its rails
     seed: int = 0
 
 
@@ -69,7 +70,8 @@ def eval_stage(config: EvalStageConfig | dict, out_dir: str | Path, *,
     try:
         report = evaluate(loaded, cfg.suites, out, reference=cfg.reference, base=cfg.base,
                           judge=cfg.judge, prompts=cfg.prompts, template=cfg.template,
-                          decode=cfg.decode, world=cfg.world, limit=cfg.limit, seed=cfg.seed)
+                          decode=cfg.decode, world=cfg.world, limit=cfg.limit, seed=cfg.seed,
+                          guard=cfg.guard)
     except BaseException as e:
         update_manifest(out, status="failed", notes=f"{type(e).__name__}: {e}")
         raise
