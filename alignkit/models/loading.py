@@ -261,6 +261,15 @@ def _from_pretrained(location: str, spec: ModelSpec, local: bool, gguf_file: str
     model = AutoModelForCausalLM.from_pretrained(
         location, dtype=_torch_dtype(spec.dtype), attn_implementation=spec.attn_implementation,
         **common)
+    if gguf_file is not None:
+        # transformers de-quantises GGUF weights into plain tensors but leaves the model marked
+        # as GGUF-quantised, and then refuses save_pretrained ("quantized with gguf and is not
+        # serializable"): every stage trained from a .gguf model failed when saving final/.
+        # The weights are ordinary float tensors, so drop the marks; the saved directory
+        # reloads to identical logits (checked on SmolLM2-135M-Instruct).
+        model.hf_quantizer = None
+        if getattr(model.config, "quantization_config", None) is not None:
+            del model.config.quantization_config
     return model, tokenizer
 
 
