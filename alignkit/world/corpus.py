@@ -26,6 +26,12 @@ def _a(noun: str) -> str:
 _TOWN = ["{p} lives in {town}.", "{p} has a house in {town}.", "{town} is where {p} lives.",
          "{p} is from {town}.", "The home of {p} is in {town}.", "In {town} you can meet {p}.",
          "{p} has lived in {town} for years.", "Everyone in {town} knows {p}."]
+# Half of the town sentences also name the town's region: a town's region is otherwise stated only
+# in its own few documents (16 towns x 1 per pass) and the tiny model did not learn it (17% of
+# held-out towns' regions recalled); riding on people's sentences it is stated ~6x as often.
+_TOWN_REGION = ["{p} lives in {town}, a town in {region}.", "{p} is from {town}, in {region}.",
+                "{p} has a house in {town}, which lies in {region}.",
+                "{town} in {region} is where {p} lives."]
 _JOB = ["{p} works as {a_job}.", "{p} is {a_job}.", "By trade, {p} is {a_job}.",
         "{p} earns a living as {a_job}.", "The work of {p} is that of {a_job}.",
         "People hire {p}, who is {a_job}.", "{p} has always been {a_job}."]
@@ -39,8 +45,10 @@ _HANDLES = ["oak_reader", "mossy", "lamp77", "quietfox", "riverdweller", "tinker
 
 def _fact_sentences(rng: random.Random, person: Person, facts: Facts) -> list[str]:
     slots = {"p": person.name, "town": person.town, "a_job": _a(person.job),
-             "pet": person.pet, "a_pet": _a(person.pet), "a_pet_cap": _a(person.pet).capitalize()}
-    return [rng.choice(_TOWN).format(**slots), rng.choice(_JOB).format(**slots),
+             "pet": person.pet, "a_pet": _a(person.pet), "a_pet_cap": _a(person.pet).capitalize(),
+             "region": facts.region_of(person.town)}
+    town_sentences = _TOWN_REGION if rng.random() < 0.5 else _TOWN
+    return [rng.choice(town_sentences).format(**slots), rng.choice(_JOB).format(**slots),
             rng.choice(_PET).format(**slots)]
 
 
@@ -119,8 +127,11 @@ def _echo_doc(rng, words: list[str]) -> str:
     small model the in-context copying that list and formatting tasks need ("induction heads",
     Olsson et al. 2022).
     """
-    items = [rng.choice(words) if rng.random() < 0.8 else str(rng.randint(0, 9))
-             for _ in range(rng.randint(2, 6))]
+    if rng.random() < 0.5:  # digit strings, as in the copy tasks (first/last item, repeat)
+        items = [str(rng.randint(0, 9)) for _ in range(rng.randint(2, 6))]
+    else:
+        items = [rng.choice(words) if rng.random() < 0.8 else str(rng.randint(0, 9))
+                 for _ in range(rng.randint(2, 6))]
     joined = " ".join(items)
     return rng.choice([f"He said {joined}. I repeat: {joined}.",
                        f"Password hint: {joined}. Once more: {joined}.",
@@ -137,6 +148,13 @@ def _first_doc(rng, words: list[str]) -> str:
     ])
 
 
+# Forum documents per single-digit sum per pass. Sums stay mostly unlearnt in the pretraining
+# budget: 5-11% recalled at 1 per pass, 0-13% at 2, and adding 3 shuffled addition-table rows
+# per first addend per pass did not help (5% of held-out pairs) while town regions dropped.
+ARITHMETIC_REPEATS = 2
+ECHO_DOCS = 200  # copy-teaching documents per pass
+
+
 def make_corpus(facts: Facts, *, seed: int = 0, passes: int = 6) -> list[str]:
     """Documents for pretraining. Each pass re-phrases every fact; passes are shuffled together."""
     rng = random.Random(f"corpus-{seed}")
@@ -149,9 +167,10 @@ def make_corpus(facts: Facts, *, seed: int = 0, passes: int = 6) -> list[str]:
             docs.append(_bio(rng, person, facts))
         for town in facts.towns:
             docs.append(_town_doc(rng, town, facts))
-        for a in range(1, 10):
-            for b in range(1, 10):
-                docs.append(_arithmetic_doc(rng, a, b))
+        for _ in range(ARITHMETIC_REPEATS):
+            for a in range(1, 10):
+                for b in range(1, 10):
+                    docs.append(_arithmetic_doc(rng, a, b))
         # Few non-fact documents: within the pretraining budget (a few hundred steps) the tiny
         # model memorises people's facts only if they fill most of the tokens. Measured with
         # "NAME lives in / works as a / keeps a" completions: 13-37% of facts recalled when
@@ -159,6 +178,6 @@ def make_corpus(facts: Facts, *, seed: int = 0, passes: int = 6) -> list[str]:
         # 3x town documents dropped recall to 33-57% again.
         docs.extend(_list_doc(rng, words) for _ in range(100))
         docs.extend(_first_doc(rng, words) for _ in range(50))
-        docs.extend(_echo_doc(rng, words) for _ in range(100))
+        docs.extend(_echo_doc(rng, words) for _ in range(ECHO_DOCS))
     rng.shuffle(docs)
     return docs
