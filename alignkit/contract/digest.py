@@ -33,6 +33,8 @@ PREFIXES = {
     "model": "mdl",
     "mdl": "mdl",
     "file": "file",
+    "constitution": "const",
+    "const": "const",
 }
 SHORT_HEX = 12  # 48 bits: collision-free in practice for the artifacts of one project
 

@@ -147,12 +147,22 @@ def _per_token(values: torch.Tensor, lengths: object, name: str) -> torch.Tensor
     return values / lengths.to(values.dtype)
 
 
-def _smoothed_logistic(z: torch.Tensor, label_smoothing: float) -> torch.Tensor:
-    """−(1 − ε)·log σ(z) − ε·log σ(−z): logistic loss against the soft target 1 − ε."""
+def _smoothed_logistic(z: torch.Tensor, label_smoothing: float | torch.Tensor) -> torch.Tensor:
+    """−(1 − ε)·log σ(z) − ε·log σ(−z): logistic loss against the soft target 1 − ε.
+
+    ε is a float, or a (B,) tensor giving each pair its own ε_i."""
     loss = -F.logsigmoid(z)
-    if label_smoothing:
+    if isinstance(label_smoothing, torch.Tensor) or label_smoothing:
         loss = (1 - label_smoothing) * loss - label_smoothing * F.logsigmoid(-z)
     return loss
+
+
+def _check_per_pair_smoothing(label_smoothing: object, like: torch.Tensor) -> None:
+    """ε as a (B,) tensor of per-pair values in [0, 0.5] (soft labels: ε_i = 1 − p_i)."""
+    _check_vector(label_smoothing, "label_smoothing", like=like)
+    if bool(((label_smoothing < 0) | (label_smoothing > 0.5)).any()):
+        raise ValueError("label_smoothing: per-pair values must lie in [0, 0.5], got "
+                         f"{label_smoothing.tolist()}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -187,7 +197,7 @@ def cdpo_loss(
     ref_chosen_logps: torch.Tensor | None = None,  # (B,)
     ref_rejected_logps: torch.Tensor | None = None,  # (B,)
     beta: float,
-    label_smoothing: float,
+    label_smoothing: float | torch.Tensor,
     reference_free: bool = False,
 ) -> PreferenceLossOutput:
     """Conservative DPO: −(1 − ε)·log σ(β·h) − ε·log σ(−β·h).
@@ -200,10 +210,18 @@ def cdpo_loss(
     ½·log(2 + e^{βh} + e^{−βh}) = log(2·cosh(βh/2)), symmetric in h with its minimum log 2 at
     h = 0 — the labels carry no information and training pulls every margin back to zero.
     Beyond 0.5 the labels would be believed wrong more often than right: swap them instead.
+
+    Soft labels: `label_smoothing` may be a (B,) tensor, one ε_i per pair. With ε_i = 1 − p_i,
+    where p_i ∈ [0.5, 1] is a labeller's probability that chosen ≻ rejected, the loss is the
+    cross-entropy of σ(β·h_i) against p_i — the DPO form of training on the normalised
+    feedback-model probabilities of Bai et al. 2022 ("Constitutional AI", §4.1).
     """
     _check_beta(beta)
-    _check_float(label_smoothing, "label_smoothing", low=0.0, low_inclusive=True,
-                 high=0.5, high_inclusive=True)
+    if isinstance(label_smoothing, torch.Tensor):
+        _check_per_pair_smoothing(label_smoothing, policy_chosen_logps)
+    else:
+        _check_float(label_smoothing, "label_smoothing", low=0.0, low_inclusive=True,
+                     high=0.5, high_inclusive=True)
     chosen, rejected = _log_ratios(policy_chosen_logps, policy_rejected_logps,
                                    ref_chosen_logps, ref_rejected_logps, reference_free)
     losses = _smoothed_logistic(beta * (chosen - rejected), label_smoothing)

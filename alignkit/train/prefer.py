@@ -24,6 +24,13 @@ per-example loss named by `loss`, on per-sequence log-probs summed over response
   negative on average (measured on the small world after 16 DPO steps, 64 prompts: greedy
   −2.49; sampled +0.24 and +0.09 with two seeds).
 
+**Soft labels.** A pair row may carry ``chosen_prob`` ∈ [0.5, 1]: the probability that chosen ≻
+rejected, e.g. an AI feedback label from ``alignkit cai label``. With ``soft_labels: auto`` (the
+default) and every training row carrying one, ``loss: cdpo`` uses the per-pair ε_i = 1 − chosen_prob
+instead of `label_smoothing` (the cross-entropy against p_i of Bai et al. 2022, "Constitutional
+AI", §4.1); any other loss is a ConfigError then (set ``soft_labels: ignore`` to train on the
+hard orientation).
+
 Standard-form rows (strings) are wrapped as one user message and one assistant message and
 encoded with the chat template (deliberate: one encoding path, exact masks).
 
@@ -96,6 +103,7 @@ class PreferConfig(BaseModel):
     world: WorldConfig = WorldConfig()  # the world that builtin:world data comes from
     world_per_family: int | None = 60  # builtin:world task pairs per family (None = all)
     world_n_per_slice: int = Field(2, ge=0)  # builtin:world safety pairs per safety slice
+    soft_labels: Literal["auto", "ignore"] = "auto"  # rows' chosen_prob -> per-pair ε = 1 − p of cdpo; ignore = hard labels
     kl_prompts: int = Field(32, ge=0)  # held-out prompts for the KL estimate (0 = none)
     decode: DecodeSpec = DecodeSpec(max_new_tokens=24, temperature=1.0)  # KL samples: pure sampling from π_θ (seeded)
     train: TrainConfig = TrainConfig(
@@ -194,6 +202,7 @@ class Encoded:
     seqs: list[Any]  # EncodedExample
     labels: list[bool]  # unpaired only: desirable?
     categories: list[str]
+    chosen_probs: list[float] | None = None  # paired soft labels P(chosen ≻ rejected), or None
 
     def __len__(self) -> int:
         return len(self.seqs) // 2
@@ -226,7 +235,38 @@ def encode_rows(rows: list[dict], tokenizer, template, *, unpaired: bool, max_le
                                       max_length=max_length, file=source or None, line=i)
             seqs += [c, rj]
             cats.append(str(r.get("category", r.get("type", "all"))))
-        return Encoded(seqs, [], cats)
+        return Encoded(seqs, [], cats, soft_labels(rows, source))
+    return _encode_unpaired(rows, tokenizer, template, max_length=max_length, seed=seed,
+                            source=source)
+
+
+def soft_labels(rows: list[dict], source: str = "") -> list[float] | None:
+    """Every row's `chosen_prob` (checked to lie in [0.5, 1]), or None when no row has one.
+
+    Some rows with and some without is an error naming the first row without one.
+    """
+    have = ["chosen_prob" in r for r in rows]
+    if not any(have):
+        return None
+    probs = []
+    for i, r in enumerate(rows, start=1):
+        p = r.get("chosen_prob")
+        if p is None:
+            raise DataError("some rows carry chosen_prob (soft labels) and this one does not",
+                            file=source or None, line=i, field="chosen_prob")
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.5 <= p <= 1.0:
+            raise DataError(f"chosen_prob must be a number in [0.5, 1] (P(chosen ≻ rejected); "
+                            f"swap chosen and rejected below 0.5), got {p!r}",
+                            file=source or None, line=i, field="chosen_prob")
+        probs.append(float(p))
+    return probs
+
+
+def _encode_unpaired(rows: list[dict], tokenizer, template, *, max_length: int, seed: int,
+                     source: str) -> Encoded:
+    from alignkit.data.encode import encode_preference
+
+    seqs, labels, cats = [], [], []
     perm = derangement(len(rows), seed)
     for i, r in enumerate(rows):
         other = rows[perm[i]]["completion"]
@@ -265,6 +305,9 @@ def make_batches(enc: Encoded, *, micro_batch_size: int, pad_token_id: int, pack
         batch["n_items"] = len(items)
         if enc.labels:
             batch["kto_labels"] = torch.tensor([enc.labels[i] for i in items], dtype=torch.bool)
+        if enc.chosen_probs is not None:  # soft labels: per-pair ε_i = 1 − P(chosen ≻ rejected)
+            batch["label_smoothing"] = 1.0 - torch.tensor([enc.chosen_probs[i] for i in items],
+                                                          dtype=torch.float32)
         batches.append(batch)
     return batches
 
@@ -285,7 +328,9 @@ def _with_lengths(s: dict) -> dict:
 # alignkit.losses.preference: every loss takes exactly the arguments it uses).
 LOSS_ARGUMENTS: dict[str, Callable[[PreferConfig, dict], dict]] = {
     "sigmoid": lambda c, s: {**_with_ref(s), "beta": c.beta},
-    "cdpo": lambda c, s: {**_with_ref(s), "beta": c.beta, "label_smoothing": c.label_smoothing},
+    "cdpo": lambda c, s: {**_with_ref(s), "beta": c.beta,
+                          "label_smoothing": (c.label_smoothing if s.get("label_smoothing") is None
+                                              else s["label_smoothing"])},
     "robust": lambda c, s: {**_with_ref(s), "beta": c.beta, "label_smoothing": c.label_smoothing},
     "hinge": lambda c, s: {**_with_ref(s), "beta": c.beta},
     "ipo": lambda c, s: {**_with_ref(s), "chosen_lengths": s["chosen_lengths"],
@@ -322,7 +367,9 @@ def preference_step(scorer, batch: dict, cfg: PreferConfig, reference) -> tuple[
         sides = {"policy_chosen_logps": logps[:B], "policy_rejected_logps": logps[B:],
                  "chosen_lengths": lengths[:B], "rejected_lengths": lengths[B:],
                  "ref_chosen_logps": ref[:B] if ref is not None else None,
-                 "ref_rejected_logps": ref[B:] if ref is not None else None}
+                 "ref_rejected_logps": ref[B:] if ref is not None else None,
+                 "label_smoothing": (batch["label_smoothing"].to(logps.device, logps.dtype)
+                                     if "label_smoothing" in batch else None)}
         chosen_logps, rejected_logps = logps[:B], logps[B:]
     out = PREFERENCE_LOSSES[cfg.loss](**LOSS_ARGUMENTS[cfg.loss](cfg, sides))
     metrics = preference_metrics(out.chosen_rewards, out.rejected_rewards,
@@ -439,6 +486,13 @@ def prefer(config: PreferConfig | dict, out_dir: str | Path, *,
     elif any("completion" in r for r in train_rows):
         raise ConfigError(f"loss {cfg.loss!r} needs paired rows (prompt/chosen/rejected); the "
                           "data is unpaired (prompt/completion/label): use loss: kto")
+    if cfg.soft_labels == "ignore":
+        train_rows = [{k: v for k, v in r.items() if k != "chosen_prob"} for r in train_rows]
+        val_rows = [{k: v for k, v in r.items() if k != "chosen_prob"} for r in val_rows]
+    elif cfg.loss != "cdpo" and any("chosen_prob" in r for r in train_rows):
+        raise ConfigError(f"the training rows carry soft labels (chosen_prob), which only loss "
+                          f"cdpo reads; got loss {cfg.loss!r}: use loss: cdpo, or set "
+                          "soft_labels: ignore to train on the hard orientation")
     enc = encode_rows(train_rows, tokenizer, template, unpaired=unpaired,
                       max_length=cfg.max_length, seed=cfg.seed, source=cfg.data)
     val_enc = encode_rows(val_rows, tokenizer, template, unpaired=unpaired,

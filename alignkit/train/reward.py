@@ -2,9 +2,11 @@
 
 Objective: mean over pairs of −log σ(r_c − r_r − m) (`alignkit.losses.reward.bradley_terry`;
 m = the row's `margin` when present, else 0), plus the optional centring penalty
-coef·(r_c + r_r)² (`reward_centering`). The model is `alignkit.models.heads.RewardModel`
-(pooled at the last non-padding token); LoRA or full fine-tuning of the backbone, the head is
-always trained. Chosen and rejected sequences of a micro-batch go through one forward.
+coef·(r_c + r_r)² (`reward_centering`). Rows carrying a soft label ``chosen_prob`` = p (e.g. from
+``alignkit cai label``; with ``soft_labels: auto``, every row must then carry one) are trained
+with −p·log σ(r_c − r_r) − (1 − p)·log σ(r_r − r_c) instead (`soft_bradley_terry`; no margin).
+The model is `alignkit.models.heads.RewardModel` (pooled at the last non-padding token); LoRA
+or full fine-tuning of the backbone, the head is always trained. Chosen and rejected sequences of a micro-batch go through one forward.
 
 Evaluation (`OUT/eval.json`, the suite schema ``alignkit.eval/v1`` of `alignkit.evals.suite`:
 ``metrics`` maps "suite/metric" to {value, lo, hi, n, slices}) on the held-out pairs:
@@ -62,6 +64,7 @@ class RewardConfig(BaseModel):
     template: str | None = None  # None = the tokenizer's own chat template
     max_length: int = Field(512, ge=8)  # truncate longer sequences to this many tokens
     use_margin: bool = True  # use a row's `margin` field in the Bradley-Terry loss
+    soft_labels: Literal["auto", "ignore"] = "auto"  # rows' chosen_prob -> soft Bradley-Terry; ignore = hard labels
     center_coef: float = Field(0.0, ge=0)  # reward centring penalty coefficient (0 = off)
     lora: LoraSpec | None = None  # LoRA on the backbone (the head is always fully trained)
     calibration_fraction: float = Field(0.5, gt=0, lt=1)  # held-out pairs used to fit the temperature
@@ -114,7 +117,8 @@ def encode_pairs(rows: list[dict], tokenizer, template, *, max_length: int,
 
 def make_pair_batches(pairs: Sequence[tuple[list[int], list[int]]], margins: Sequence[float],
                       *, micro_batch_size: int, pad_token_id: int,
-                      rng: random.Random | None) -> list[dict]:
+                      rng: random.Random | None,
+                      probs: Sequence[float] | None = None) -> list[dict]:
     """Micro-batches; rows [chosen_0..chosen_{B-1}, rejected_0..rejected_{B-1}], right-padded.
 
     `rng=None` keeps the order and the ragged last batch (evaluation).
@@ -136,17 +140,22 @@ def make_pair_batches(pairs: Sequence[tuple[list[int], list[int]]], margins: Seq
         batches.append({"input_ids": b["input_ids"], "attention_mask": b["attention_mask"],
                         "margin": torch.tensor([float(margins[i]) for i in items]),
                         "n_items": len(items)})
+        if probs is not None:  # soft labels P(chosen ≻ rejected)
+            batches[-1]["chosen_prob"] = torch.tensor([float(probs[i]) for i in items])
     return batches
 
 
 def reward_step(model, batch: dict, *, center_coef: float):
     """(per-pair losses (B,), r_chosen (B,), r_rejected (B,)): one forward for both sides."""
-    from alignkit.losses.reward import bradley_terry, reward_centering
+    from alignkit.losses.reward import bradley_terry, reward_centering, soft_bradley_terry
 
     rewards = model(batch["input_ids"], batch["attention_mask"])  # (2B,)
     B = int(batch["n_items"])
     r_c, r_r = rewards[:B], rewards[B:]
-    losses = bradley_terry(r_c, r_r, batch["margin"].to(r_c.dtype))
+    if "chosen_prob" in batch:
+        losses = soft_bradley_terry(r_c, r_r, batch["chosen_prob"].to(r_c.device, r_c.dtype))
+    else:
+        losses = bradley_terry(r_c, r_r, batch["margin"].to(r_c.dtype))
     if center_coef:
         losses = losses + reward_centering(r_c, r_r, coef=center_coef)
     return losses, r_c, r_r
@@ -290,6 +299,14 @@ def reward(config: RewardConfig | dict, out_dir: str | Path, *,
     margin_of = lambda rows: [float(r.get("margin") or 0.0) if cfg.use_margin else 0.0  # noqa: E731
                               for r in rows]
     margins, val_margins = margin_of(train_rows), margin_of(val_rows)
+    from alignkit.train.prefer import soft_labels
+
+    probs = soft_labels(train_rows, cfg.data) if cfg.soft_labels == "auto" else None
+    val_probs = soft_labels(val_rows, cfg.validation or cfg.data) if probs is not None else None
+    if probs is not None and any(margins):
+        raise ConfigError("rows carry both soft labels (chosen_prob) and margins; the soft "
+                          "Bradley-Terry loss has no margin: set use_margin: false or "
+                          "soft_labels: ignore")
     if len(pairs) < cfg.train.micro_batch_size:
         raise ConfigError(f"{len(pairs)} training pairs but micro_batch_size is "
                           f"{cfg.train.micro_batch_size}")
@@ -322,12 +339,13 @@ def reward(config: RewardConfig | dict, out_dir: str | Path, *,
                 cache[epoch] = make_pair_batches(pairs, margins,
                                                  micro_batch_size=cfg.train.micro_batch_size,
                                                  pad_token_id=pad,
-                                                 rng=random.Random(f"{cfg.seed}-{epoch}"))
+                                                 rng=random.Random(f"{cfg.seed}-{epoch}"),
+                                                 probs=probs)
             return cache[epoch]
 
         val_batches = make_pair_batches(val_pairs, val_margins,
                                         micro_batch_size=cfg.train.micro_batch_size,
-                                        pad_token_id=pad, rng=None)
+                                        pad_token_id=pad, rng=None, probs=val_probs)
 
         def loss_fn(m, batch):
             losses, r_c, r_r = reward_step(m, batch, center_coef=cfg.center_coef)
