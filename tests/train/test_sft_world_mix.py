@@ -14,7 +14,7 @@ def _all_rows(cfg):
 
 
 def test_replay_and_safety_rows_are_added_with_their_categories():
-    plain, plain_entry = _all_rows(SFTConfig(world=WORLD))
+    plain, plain_entry = _all_rows(SFTConfig(world=WORLD, replay_docs=0))
     mixed, mixed_entry = _all_rows(SFTConfig(world=WORLD, replay_docs=7, safety_per_slice=1))
     replay = [r for r in mixed if r.get("category") == "replay"]
     assert len(replay) == 7 and all(r["text"] in build_world(WORLD).corpus for r in replay)
