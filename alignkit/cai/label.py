@@ -6,7 +6,8 @@ Pairs come from one of three places:
   own label is kept only as `reference_choice` to measure agreement (which reply of each pair
   is shown first is shuffled, seeded, so that a labeller that always says "A" scores 50%);
 - a prompt file plus `policy_model`: two replies are sampled per prompt (`decode`, seeds
-  `decode.seed` and `decode.seed + 1`); identical replies are dropped and counted;
+  `decode.seed` and `decode.seed + 1`); pairs with identical replies, or with an empty reply
+  (no token to train on), are dropped and counted;
 - ``builtin:world`` (rows chosen by `world`): without `policy_model` the world's own pairs
   (ideal reply vs dispreferred one, gold reference known); with it, sampled pairs whose
   reference is the world's gold grader (`alignkit.cai.world.gold_preference`; pairs it ranks
@@ -15,8 +16,9 @@ Pairs come from one of three places:
 The feedback model labels every pair with `alignkit.cai.feedback.label_pairs` (both orders,
 ensembled over the comparison principles, optionally clamped). Writes OUT/preferences.jsonl
 (explicit conversational pairs, chosen = the AI's preferred reply, soft label `chosen_prob`,
-`provenance`), OUT/cai_eval.json (agreement with the reference, Wilson interval, sliced by
-category and label) and OUT/manifest.json (constitution, feedback-model, template digests).
+`provenance`; a prompt's safety label is kept as `prompt_label`), OUT/cai_eval.json (agreement
+with the reference, Wilson interval, sliced by category, prompt label and type) and
+OUT/manifest.json (constitution, feedback-model, template digests).
 """
 from __future__ import annotations
 
@@ -133,15 +135,19 @@ def load_pairs(cfg: LabelConfig, quarantine: Path | None = None
 
 
 def sample_pairs(prompts: Sequence[tuple[list[dict], dict]], lm, decode: DecodeSpec
-                 ) -> tuple[list[Pair], int]:
-    """Two sampled replies per prompt; returns (pairs with different replies, n identical)."""
+                 ) -> tuple[list[Pair], int, int]:
+    """Two sampled replies per prompt; returns (usable pairs, n identical, n with an empty
+    reply)."""
     from alignkit.cai.world import gold_preference
 
     convs = [p for p, _ in prompts]
     first = lm.reply(convs, decode)
     second = lm.reply(convs, decode.model_copy(update={"seed": decode.seed + 1}))
-    pairs, identical = [], 0
+    pairs, identical, empty = [], 0, 0
     for (prompt, meta), a, b in zip(prompts, first, second):
+        if not a.strip() or not b.strip():
+            empty += 1
+            continue
         if a.strip() == b.strip():
             identical += 1
             continue
@@ -149,7 +155,7 @@ def sample_pairs(prompts: Sequence[tuple[list[dict], dict]], lm, decode: DecodeS
                if meta.get("prompt_label") in ("safe", "unsafe")
                and str(meta.get("id", "")).startswith("world-") else None)
         pairs.append(Pair(prompt, a, b, ref, meta))
-    return pairs, identical
+    return pairs, identical, empty
 
 
 def agreement_report(rows: Sequence[dict]) -> dict[str, dict]:
@@ -207,9 +213,9 @@ def label(config: LabelConfig | dict, out_dir: str | Path) -> dict[str, float]:
           policy=world_policy_entry() if cfg.data == WORLD else None,
           model_path=cfg.feedback_model)
     try:
-        identical = 0
+        identical = empty = 0
         if to_sample:
-            sampled, identical = sample_pairs(to_sample, policy, cfg.decode)
+            sampled, identical, empty = sample_pairs(to_sample, policy, cfg.decode)
             pairs = pairs + sampled
         if not pairs:
             raise ConfigError("no pairs to label (every sampled pair was identical, or the "
@@ -229,6 +235,7 @@ def label(config: LabelConfig | dict, out_dir: str | Path) -> dict[str, float]:
         report = agreement_report(rows)
         (out / "cai_eval.json").write_text(json.dumps(report, indent=2, sort_keys=True))
         metrics = {"n_pairs": float(len(rows)), "identical_dropped": float(identical),
+                   "empty_dropped": float(empty),
                    "mean_confidence": sum(abs(lab.prob_a - 0.5) for lab in labels) / len(labels),
                    "position_bias": position_bias(labels),
                    "order_consistency": order_consistency(labels),

@@ -93,7 +93,9 @@ def test_label_samples_pairs_from_a_policy_model(tmp_path, tiny_model_dir):
                       decode={"temperature": 1.0, "max_new_tokens": 6})
     metrics = label(cfg, tmp_path / "l")
     rows = _jsonl(tmp_path / "l" / "preferences.jsonl")
-    assert len(rows) + metrics["identical_dropped"] == 3
+    assert len(rows) + metrics["identical_dropped"] + metrics["empty_dropped"] == 3
+    assert all(r["chosen"][0]["content"].strip() and r["rejected"][0]["content"].strip()
+               for r in rows)
     m = read_manifest(tmp_path / "l")
     assert m.inputs["policy_model"]["digest"] == m.inputs["feedback_model"]["digest"]
     assert all(r["provenance"]["principle_ids"] == ["less_harmful"] for r in rows)
