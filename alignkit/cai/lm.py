@@ -111,9 +111,12 @@ class ChatLM:
                         ids[i, T - len(ctx):] = torch.tensor(ctx, dtype=torch.long)
                         mask[i, T - len(ctx):] = 1
                     positions = (mask.cumsum(-1) - 1).clamp(min=0)
-                    logits = self.model(input_ids=ids.to(device), attention_mask=mask.to(device),
-                                        position_ids=positions.to(device),
-                                        logits_to_keep=1).logits[:, -1, :]  # (B, V)
+                    kw = dict(input_ids=ids.to(device), attention_mask=mask.to(device),
+                              position_ids=positions.to(device))
+                    try:
+                        logits = self.model(**kw, logits_to_keep=1).logits[:, -1, :]  # (B, V)
+                    except TypeError:  # an architecture without logits_to_keep: full logits
+                        logits = self.model(**kw).logits[:, -1, :]
                     logps = torch.log_softmax(logits.float(), dim=-1)
                     index = torch.tensor([tok for _, tok in chunk], dtype=torch.long, device=device)
                     for i, row in zip(idx, logps.gather(1, index).cpu().tolist()):
