@@ -11,14 +11,15 @@ from alignkit.pipeline.run import run_pipeline
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "pipeline_world.yaml"
 
 
-def test_example_world_pipeline_plans_pretrain_sft_reward_prefer(tmp_path, quiet):
+def test_example_world_pipeline_plans_the_demo_training_stages(tmp_path, quiet):
     result = run_pipeline(EXAMPLE, out=tmp_path / "world", dry_run=True, console=quiet)
     plan = {p.stage.name: p for p in result.plan}
     assert [(p.stage.name, p.stage.kind.name, p.action) for p in result.plan] == [
         ("base", "pretrain", "run"), ("sft", "sft", "run"), ("reward", "reward", "run"),
-        ("dpo", "prefer", "run")]
+        ("dpo", "prefer", "run"), ("rl", "rl", "run"), ("eval_rl", "eval", "run")]
     assert list(plan["sft"].stage.upstream) == ["base"]
     assert list(plan["reward"].stage.upstream) == ["sft"] == list(plan["dpo"].stage.upstream)
+    assert sorted(plan["eval_rl"].stage.upstream) == ["base", "rl", "sft"]
     assert plan["dpo"].stage.config.model == str((tmp_path / "world" / "sft" / "final").resolve())
     assert not (tmp_path / "world").exists()
 
