@@ -24,7 +24,9 @@ def runs(tmp_path_factory):
     pretrain(PretrainConfig(world=WORLD, train=TrainConfig(
         max_steps=30, micro_batch_size=16, progress=False, optim=OptimConfig(lr=3e-3, warmup_steps=5))),
         root / "pre")
-    sft(SFTConfig(model=str(root / "pre" / "final"), world=WORLD, train=TrainConfig(
+    # replay and copy-family repeats off: this checks the stage's mechanics, not the world recipe
+    sft(SFTConfig(model=str(root / "pre" / "final"), world=WORLD, replay_docs=0,
+                  sampling_weights={}, train=TrainConfig(
         epochs=6, micro_batch_size=16, eval_every=2, progress=False,
         optim=OptimConfig(lr=2e-3, warmup_steps=5))), root / "sft")
     return root
