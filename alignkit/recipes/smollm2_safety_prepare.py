@@ -5,16 +5,22 @@
 - ``OUT/final/``: the GGUF base model de-quantised to float32 and saved in Hugging Face format
   (every later stage loads it in seconds instead of converting the GGUF again);
 - ``OUT/sft.jsonl``: conversational SFT rows — a written refusal for each unsafe TRAIN request
-  (`refusal_reply`), the base model's own greedy answer for each benign TRAIN look-alike
-  (self-distillation: the model keeps its helpful behaviour and style there), and the written
-  short answer of each factual TRAIN question;
+  (both frames by default, `sft_unsafe_variants`; `refusal_reply`), and the base model's own greedy answer (self-distillation: the
+  model keeps its helpful behaviour and its answer style there) for each benign TRAIN
+  look-alike (hand-written ones and the contrastive tasks in the unsafe frames, both variants)
+  and for each factual TRAIN question it answers correctly;
 - ``OUT/prefer.jsonl``: explicit preference pairs — HH-RLHF harmless-base pairs (below),
-  benign look-alike pairs (chosen = the self-distilled answer, rejected = a needless refusal
-  written here) and unsafe pairs (chosen = a written refusal, rejected = a content-free
-  compliance opener written here);
-- ``OUT/prefer_val.jsonl``: held-back HH-RLHF pairs for the preference stage's validation;
+  benign look-alike and factual pairs (chosen = the self-distilled answer, rejected = a
+  needless refusal, `needless_refusal`: half the time the very refusal SFT teaches for the
+  harmful task it sounds like) and unsafe pairs on variant 1 of each unsafe task (chosen = a
+  written refusal, rejected = a content-free compliance opener, `compliance_opener`);
+- ``OUT/prefer_val.jsonl``: held-back HH-RLHF pairs and the unsafe pairs of the TRAIN
+  validation subset, for the preference stage's validation;
 - ``OUT/distilled.jsonl``: every self-distillation reply, kept or not, and why;
 - ``OUT/hh_quarantine.jsonl``: HH rows the reader rejects (the split's 4 empty replies).
+
+Only TRAIN rows of subset ``fit`` are trained on; the ``val`` subset is for checking
+(`smollm2_safety_val` suite, `prefer_val.jsonl`), and HELD-OUT rows never enter this stage.
 
 HH-RLHF harmless-base (Bai et al. 2022) pairs are used only when the prompt is one user turn,
 both replies are one assistant turn of at least 3 words, the refusal detector labels the chosen
@@ -25,8 +31,11 @@ here.
 Turn contents are stripped of surrounding whitespace.
 
 Self-distilled replies are cut to whole sentences when generation hit the token budget, and
-dropped when nothing whole remains or the detector calls the reply a refusal: a look-alike
-must be answered, never refused (`OUT/distilled.jsonl` records each decision).
+dropped when nothing whole remains, when they repeat themselves (a sentence twice, or a word
+4-gram four times: greedy decoding of a small model loops, and SFT would teach the loop), when
+the detector calls the reply a refusal (a look-alike must be answered, never refused), or —
+factual questions — when the reply lacks an accepted answer (`OUT/distilled.jsonl` records
+each decision).
 """
 from __future__ import annotations
 
@@ -54,7 +63,9 @@ class PrepareConfig(BaseModel):
     n_hh: int = Field(30, ge=0)  # HH pairs for training
     n_hh_val: int = Field(6, ge=0)  # further HH pairs for validation
     n_pref_benign: int | None = Field(None, ge=0)  # look-alike pairs; None = every kept one
-    n_pref_unsafe: int | None = Field(None, ge=0)  # unsafe pairs; None = one per unsafe row
+    n_pref_unsafe: int | None = Field(None, ge=0)  # unsafe pairs; None = one per unsafe task
+    n_pref_factual: int | None = Field(16, ge=0)  # factual pairs; None = every kept one
+    sft_unsafe_variants: int = Field(2, ge=1, le=data.TRAIN_VARIANTS)  # renderings of each unsafe task in SFT
     hh_max_tokens: int = Field(192, ge=16)  # longest HH pair (prompt + reply, tokens) kept
     distill_decode: DecodeSpec = DecodeSpec(max_new_tokens=72, batch_size=32)  # greedy answers
     seed: int = 0  # choice of written replies and of HH rows
@@ -85,6 +96,28 @@ def trim_to_sentences(text: str, finished: bool) -> str:
             continue
         return head.rstrip()
     return ""
+
+
+def is_repetitive(text: str) -> bool:
+    """True when `text` repeats a sentence (of 2+ words) or a word 4-gram occurs 4+ times —
+    the loops a small model falls into under greedy decoding.
+
+        >>> is_repetitive("I'm so glad. I'm so glad. Really.")
+        True
+        >>> is_repetitive("Open the terminal. Type ps to list processes. Then kill it.")
+        False
+    """
+    sentences = [tuple(re.findall(r"[a-z0-9']+", x.lower()))
+                 for x in re.split(r"(?<=[.!?])\s+", text)]
+    sentences = [x for x in sentences if len(x) >= 2]  # words only: case, marks ignored
+    if len(sentences) != len(set(sentences)):
+        return True
+    words = re.findall(r"[a-z0-9']+", text.lower())
+    counts: dict[tuple[str, ...], int] = {}
+    for i in range(len(words) - 3):
+        g = tuple(words[i:i + 4])
+        counts[g] = counts.get(g, 0) + 1
+    return max(counts.values(), default=0) >= 4
 
 
 def forget_gguf_quantization(model) -> None:
@@ -177,7 +210,8 @@ def hh_refusal_pairs(path: str | Path, tokenizer, template, *, max_tokens: int,
 # ------------------------------------------------------------------------------- distillation
 
 def self_distill(model, tokenizer, template, rows: list[dict], decode: DecodeSpec) -> list[dict]:
-    """The model's greedy reply to each row, trimmed; `keep` says whether it is usable."""
+    """The model's greedy reply to each row, trimmed; `keep` says whether it is usable
+    (module docstring). Factual rows (`kind` "factual") must contain an accepted answer."""
     from alignkit.data.encode import encode_prompt
     from alignkit.evals.refusal import classify_refusal
     from alignkit.rollout.generate import generate
@@ -186,60 +220,96 @@ def self_distill(model, tokenizer, template, rows: list[dict], decode: DecodeSpe
         raise ConfigError("distill_decode must be greedy (temperature 0): the SFT targets are "
                           "the base model's own most likely answers")
     prompts = [encode_prompt(tokenizer, template, _user(r["prompt"])) for r in rows]
-    outputs = generate(model, tokenizer, prompts, decode)
+    outputs = generate(model, tokenizer, prompts, decode) if prompts else []
     out = []
     for row, ids in zip(rows, outputs):
         raw = tokenizer.decode(ids, skip_special_tokens=True)
         finished = len(ids) < decode.max_new_tokens
         reply = trim_to_sentences(raw, finished)
         label = classify_refusal(row["prompt"], reply).label if reply else None
-        if not reply or len(reply.split()) < 4:
+        factual = row.get("kind") == "factual"
+        if not reply or (len(reply.split()) < 4 and not factual):
             why = "nothing whole left after trimming"
+        elif is_repetitive(reply):
+            why = "repetitive"
         elif label != "full_compliance":
             why = f"detector: {label}"
+        elif factual and not data.answer_is_correct(reply, row["answers"]):
+            why = "wrong answer"
         else:
             why = "kept"
-        out.append({"id": row["id"], "prompt": row["prompt"], "category": row["category"],
-                    "raw": raw, "finished": finished, "reply": reply, "judgment": label,
-                    "keep": why == "kept", "why": why})
+        rec = {"id": row["id"], "prompt": row["prompt"], "kind": row.get("kind"),
+               "category": row["category"], "raw": raw, "finished": finished, "reply": reply,
+               "judgment": label, "keep": why == "kept", "why": why}
+        if row.get("sounds_like"):
+            rec["sounds_like"] = row["sounds_like"]
+        out.append(rec)
     return out
 
 
 # ------------------------------------------------------------------------------- the stage
 
+def distill_rows(per_category: int | None) -> list[dict]:
+    """The TRAIN rows whose replies are self-distilled: benign look-alikes and factual
+    questions of subset fit (every variant), at most `per_category` per category each."""
+    return (_take(data.subset(data.benign_prompts("train"), "fit"), per_category)
+            + _take(data.subset(data.factual_prompts("train"), "fit"), per_category))
+
+
 def build_rows(cfg: PrepareConfig, distilled: list[dict], hh_pairs: list[dict]):
     """(sft rows, prefer rows, prefer validation rows) from the written data, the distilled
-    replies and the filtered HH pairs; deterministic given `cfg.seed`."""
+    replies and the filtered HH pairs; deterministic given `cfg.seed`. Only subset-fit TRAIN
+    rows are trained on."""
+    from alignkit.evals.refusal import classify_refusal
+
     rng = random.Random(f"smollm2-safety-prepare-{cfg.seed}")
-    unsafe = _take(data.unsafe_prompts("train"), cfg.per_category)
-    factual = _take(data.factual_prompts("train"), cfg.per_category)
+    unsafe_all = data.unsafe_prompts("train")
+    unsafe_fit = data.subset(unsafe_all, "fit")
+    unsafe_sft = _take([r for r in unsafe_fit if r["variant"] < cfg.sft_unsafe_variants],
+                       cfg.per_category)
+    unsafe_pref = _take([r for r in unsafe_fit if r["variant"] == 1], cfg.per_category)
+    unsafe_val = [r for r in data.subset(unsafe_all, "val") if r["variant"] == 1]
     kept = [d for d in distilled if d["keep"]]
+    benign = [d for d in kept if d.get("kind") != "factual"]
+    factual = [d for d in kept if d.get("kind") == "factual"]
 
     sft = []
-    for r in unsafe:
+    for r in unsafe_sft:
         sft.append({"messages": _user(r["prompt"]) + _assistant(data.refusal_reply(r, rng)),
                     "id": r["id"], "kind": "unsafe", "category": r["category"],
                     "source": "written refusal"})
-    for d in kept:
+    for d in benign + factual:
         sft.append({"messages": _user(d["prompt"]) + _assistant(d["reply"]), "id": d["id"],
-                    "kind": "benign", "category": d["category"], "source": "self-distilled"})
-    for r in factual:
-        sft.append({"messages": _user(r["prompt"]) + _assistant(r["reply"]), "id": r["id"],
-                    "kind": "factual", "category": r["category"], "source": "written answer"})
+                    "kind": d.get("kind") or "benign", "category": d["category"],
+                    "source": "self-distilled"})
 
-    pref = []
-    benign_pairs = kept if cfg.n_pref_benign is None else kept[:cfg.n_pref_benign]
-    for d in benign_pairs:
-        pref.append({"prompt": _user(d["prompt"]), "chosen": _assistant(d["reply"]),
-                     "rejected": _assistant(data.overcautious_reply(rng)),
-                     "category": d["category"], "type": "benign_lookalike", "id": d["id"],
-                     "source": "self-distilled vs written refusal"})
-    unsafe_pairs = unsafe if cfg.n_pref_unsafe is None else unsafe[:cfg.n_pref_unsafe]
-    for r in unsafe_pairs:
-        pref.append({"prompt": _user(r["prompt"]), "chosen": _assistant(data.refusal_reply(r, rng)),
-                     "rejected": _assistant(data.compliance_opener(rng)),
-                     "category": r["category"], "type": "unsafe", "id": r["id"],
-                     "source": "written refusal vs written opener"})
+    def unsafe_pair(r: dict) -> dict:
+        chosen = data.refusal_reply(r, rng)
+        rejected = data.compliance_opener(rng, r.get("task"))
+        if classify_refusal(r["prompt"], rejected).label != "full_compliance":
+            rejected = data.compliance_opener(rng)  # the detector misreads this restatement
+        return {"prompt": _user(r["prompt"]), "chosen": _assistant(chosen),
+                "rejected": _assistant(rejected),
+                "category": r["category"], "type": "unsafe", "id": r["id"],
+                "source": "written refusal vs written opener"}
+
+    def helpful_pair(d: dict, kind: str) -> dict:
+        return {"prompt": _user(d["prompt"]), "chosen": _assistant(d["reply"]),
+                "rejected": _assistant(data.needless_refusal(d, rng)),
+                "category": d["category"], "type": kind, "id": d["id"],
+                "source": "self-distilled vs written refusal"}
+
+    # A capped look-alike list is a seeded sample, so hand-written and framed rows both stay.
+    order = list(range(len(benign)))
+    random.Random(f"smollm2-safety-benign-{cfg.seed}").shuffle(order)
+    if cfg.n_pref_benign is not None:
+        order = sorted(order[:cfg.n_pref_benign])
+    pref = [helpful_pair(benign[i], "benign_lookalike") for i in order]
+    n_factual = len(factual) if cfg.n_pref_factual is None else cfg.n_pref_factual
+    pref += [helpful_pair(d, "factual") for d in factual[:n_factual]]
+    n_unsafe = len(unsafe_pref) if cfg.n_pref_unsafe is None else cfg.n_pref_unsafe
+    pref += [unsafe_pair(r) for r in unsafe_pref[:n_unsafe]]
+
     order = list(range(len(hh_pairs)))
     random.Random(f"smollm2-safety-hh-{cfg.seed}").shuffle(order)
     hh = [hh_pairs[i] for i in order]
@@ -247,7 +317,7 @@ def build_rows(cfg: PrepareConfig, distilled: list[dict], hh_pairs: list[dict]):
         raise ConfigError(f"only {len(hh)} HH-RLHF pairs pass the filter, but n_hh + n_hh_val "
                           f"= {cfg.n_hh + cfg.n_hh_val}")
     pref += hh[:cfg.n_hh]
-    val = hh[cfg.n_hh:cfg.n_hh + cfg.n_hh_val]
+    val = hh[cfg.n_hh:cfg.n_hh + cfg.n_hh_val] + [unsafe_pair(r) for r in unsafe_val]
     return sft, pref, val
 
 
@@ -270,8 +340,8 @@ def prepare(config: PrepareConfig | dict, out_dir: str | Path, *,
         template = resolve_chat_template(tokenizer, None)
         forget_gguf_quantization(model)
         final_digest = save_model(model, tokenizer, out / "final")
-        benign = _take(data.benign_prompts("train"), cfg.per_category)
-        distilled = self_distill(model, tokenizer, template, benign, cfg.distill_decode)
+        distilled = self_distill(model, tokenizer, template, distill_rows(cfg.per_category),
+                                 cfg.distill_decode)
         hh_pairs = hh_refusal_pairs(cfg.hh_file, tokenizer, template,
                                     max_tokens=cfg.hh_max_tokens,
                                     quarantine=out / "hh_quarantine.jsonl")
@@ -283,6 +353,8 @@ def prepare(config: PrepareConfig | dict, out_dir: str | Path, *,
                    "distilled": _write_jsonl(out / "distilled.jsonl", distilled)}
         n_kept = sum(d["keep"] for d in distilled)
         metrics = {"sft_rows": float(len(sft)), "prefer_rows": float(len(pref)),
+                   "factual_distilled_kept": float(sum(d["keep"] for d in distilled
+                                                       if d.get("kind") == "factual")),
                    "prefer_val_rows": float(len(val)), "hh_pairs_passing_filter": float(len(hh_pairs)),
                    "distilled_kept": float(n_kept), "distilled_dropped": float(len(distilled) - n_kept)}
         update_manifest(out, status="completed", metrics=metrics, outputs=outputs,

@@ -37,23 +37,43 @@ def test_self_distill_keeps_only_whole_helpful_answers(monkeypatch):
              "Use the Force Quit window. Then pick the app and",                 # budget hit
              "I can't help with that. It could be dangerous.",                   # a refusal
              "Weeds grow back quickly if you leave the",                         # nothing whole
-             "Short."]                                                           # < 4 words
+             "Short.",                                                           # < 4 words
+             "So glad you asked. So glad you asked. Yes.",                       # a loop
+             "The capital of Peru is Lima.",                                     # factual, right
+             "The capital of Peru is Cusco.",                                    # factual, wrong
+             "Lima."]                                                            # factual, short
     budget = 12
-    outputs = [[0], [1] * budget, [2], [3] * budget, [4]]  # len == budget: not finished
+    outputs = [[0], [1] * budget, [2], [3] * budget, [4], [5], [6], [7], [8]]
     monkeypatch.setattr("alignkit.data.encode.encode_prompt", lambda tok, tpl, msgs: [7])
     monkeypatch.setattr("alignkit.rollout.generate.generate",
                         lambda model, tok, prompts, decode: outputs[:len(prompts)])
     tokenizer = types.SimpleNamespace(decode=lambda ids, skip_special_tokens: texts[ids[0]])
-    rows = [{"id": f"b{i}", "prompt": "How do I kill a frozen app?", "category": "homonym"}
-            for i in range(5)]
+    rows = [{"id": f"b{i}", "prompt": "How do I kill a frozen app?", "category": "homonym",
+             "kind": "benign"} for i in range(6)]
+    rows += [{"id": f"f{i}", "prompt": "What is the capital of Peru?", "category": "capital",
+              "kind": "factual", "answers": ["Lima"]} for i in range(3)]
     out = prep.self_distill(None, tokenizer, None, rows, DecodeSpec(max_new_tokens=budget))
-    assert [d["keep"] for d in out] == [True, True, False, False, False]
+    assert [d["keep"] for d in out] == [True, True, False, False, False, False,
+                                        True, False, True]
     assert out[1]["reply"] == "Use the Force Quit window."
-    assert [d["why"] for d in out[2:]] == ["detector: full_refusal",
-                                           "nothing whole left after trimming",
-                                           "nothing whole left after trimming"]
+    assert [d["why"] for d in out[2:6]] == ["detector: full_refusal",
+                                            "nothing whole left after trimming",
+                                            "nothing whole left after trimming",
+                                            "repetitive"]
+    assert out[7]["why"] == "wrong answer"  # a short factual answer is fine, a wrong one not
     with pytest.raises(ConfigError, match="greedy"):
         prep.self_distill(None, tokenizer, None, rows, DecodeSpec(temperature=1.0))
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("A. B. C.", False),                                   # one-word sentences do not count
+    ("It is good. It is good.", True),                     # a sentence twice
+    ("It is  good. it is good!", True),                    # case, spacing and end mark ignored
+    ("a b c d x a b c d y a b c d z a b c d", True),       # 'a b c d' 4 times
+    ("a b c d x a b c d y a b c d", False),                # 3 times only
+])
+def test_is_repetitive(text, expected):
+    assert prep.is_repetitive(text) is expected
 
 
 # ------------------------------------------------------------------------------ HH filter
@@ -104,11 +124,15 @@ def test_hh_filter_keeps_refusal_vs_compliance_single_turn_pairs(tmp_path, tiny_
 
 # ------------------------------------------------------------------------------ rows
 
-def _distilled(n_keep: int, n_drop: int) -> list[dict]:
-    rows = data.benign_prompts("train")[:n_keep + n_drop]
-    return [{"id": r["id"], "prompt": r["prompt"], "category": r["category"],
-             "reply": f"A helpful answer number {i}.", "keep": i < n_keep}
-            for i, r in enumerate(rows)]
+def _distilled(n_keep: int, n_drop: int, n_factual: int = 0) -> list[dict]:
+    rows = data.subset(data.benign_prompts("train"), "fit")[:n_keep + n_drop]
+    out = [{"id": r["id"], "prompt": r["prompt"], "category": r["category"], "kind": "benign",
+            "reply": f"A helpful answer number {i}.", "keep": i < n_keep}
+           for i, r in enumerate(rows)]
+    for r in data.subset(data.factual_prompts("train"), "fit")[:n_factual]:
+        out.append({"id": r["id"], "prompt": r["prompt"], "category": r["category"],
+                    "kind": "factual", "reply": r["reply"], "keep": True})
+    return out
 
 
 def _hh_pairs(n: int) -> list[dict]:
@@ -120,30 +144,55 @@ def _hh_pairs(n: int) -> list[dict]:
 
 
 def test_build_rows_counts_and_orientation():
+    from alignkit.evals.refusal import classify_refusal
+
     cfg = prep.PrepareConfig(model="m.gguf", hh_file="hh.jsonl", per_category=2, n_hh=3,
-                             n_hh_val=2, n_pref_benign=2, n_pref_unsafe=4)
-    sft, pref, val = prep.build_rows(cfg, _distilled(3, 2), _hh_pairs(6))
-    # SFT: 8 harm categories x 2 refusals + 3 kept distilled answers + 3 factual categories x 2.
-    assert len(sft) == 16 + 3 + 6
+                             n_hh_val=2, n_pref_benign=2, n_pref_unsafe=4, n_pref_factual=1)
+    sft, pref, val = prep.build_rows(cfg, _distilled(3, 2, n_factual=2), _hh_pairs(6))
+    # SFT: 8 harm categories x 2 refusals (the first task's two frames) + 3 kept look-alikes
+    # + 2 factual answers.
+    assert len(sft) == 16 + 3 + 2
     kinds = [r["kind"] for r in sft]
-    assert kinds.count("unsafe") == 16 and kinds.count("benign") == 3
+    assert (kinds.count("unsafe"), kinds.count("benign"), kinds.count("factual")) == (16, 3, 2)
     for r in sft:
         assert r["messages"][0]["role"] == "user" and r["messages"][1]["role"] == "assistant"
         if r["kind"] == "unsafe":
             assert classify(r) == "full_refusal"
-    # Preference: 2 look-alike + 4 unsafe + 3 HH pairs; validation: the next 2 HH pairs.
-    assert [p["type"] for p in pref].count("benign_lookalike") == 2
-    assert [p["type"] for p in pref].count("unsafe") == 4
-    assert sum(p["id"].startswith("hh-") for p in pref) == 3 and len(pref) == 9
-    assert len(val) == 2 and not {v["id"] for v in val} & {p["id"] for p in pref}
+    assert sum(r["id"].endswith("-v1") for r in sft) == 8
+    one_frame = prep.build_rows(cfg.model_copy(update={"sft_unsafe_variants": 1}),
+                                _distilled(3, 2, 2), _hh_pairs(6))[0]
+    assert not any(r["id"].endswith("-v1") for r in one_frame if r["kind"] == "unsafe")
+    # Preference: 2 look-alike + 1 factual + 4 unsafe + 3 HH pairs.
+    types_ = [p["type"] for p in pref]
+    assert (types_.count("benign_lookalike"), types_.count("factual"),
+            types_.count("unsafe")) == (2, 1, 4)
+    assert sum(p["id"].startswith("hh-") for p in pref) == 3 and len(pref) == 10
     for p in pref:
-        if p["type"] == "benign_lookalike":  # chosen = helpful answer, rejected = a refusal
-            assert p["chosen"][0]["content"].startswith("A helpful answer")
-            assert p["rejected"][0]["content"] in data.OVERCAUTIOUS
-        if p["type"] == "unsafe":  # chosen = refusal, rejected = content-free opener
-            assert p["rejected"][0]["content"] in data.COMPLIANCE_OPENERS
+        prompt, chosen = p["prompt"][0]["content"], p["chosen"][0]["content"]
+        rejected = p["rejected"][0]["content"]
+        if p["type"] in ("benign_lookalike", "factual"):  # chosen = answer, rejected = refusal
+            assert chosen.startswith("A helpful answer") or p["type"] == "factual"
+            assert classify_refusal(prompt, rejected).label == "full_refusal"
+        if p["type"] == "unsafe":  # variant 1 of each task
+            assert p["id"].endswith("-v1")
+            assert classify_refusal(prompt, chosen).label == "full_refusal"
+            assert classify_refusal(prompt, rejected).label == "full_compliance"
+    # Validation: the next 2 HH pairs + the 8 unsafe validation tasks (variant 1).
+    assert len(val) == 2 + 8 and not {v["id"] for v in val} & {p["id"] for p in pref}
+    # Nothing of the validation subset is trained on.
+    val_ids = {r["id"] for r in data.subset(data.all_prompts("train"), "val")}
+    assert not val_ids & ({r["id"] for r in sft} | {p["id"] for p in pref})
+    assert {v["id"] for v in val if not v["id"].startswith("hh-")} <= val_ids
     # Deterministic for a seed.
-    assert prep.build_rows(cfg, _distilled(3, 2), _hh_pairs(6)) == (sft, pref, val)
+    assert prep.build_rows(cfg, _distilled(3, 2, 2), _hh_pairs(6)) == (sft, pref, val)
+
+
+def test_distill_rows_are_fit_look_alikes_and_questions():
+    rows = prep.distill_rows(None)
+    # 84 hand-written + 88 framed look-alikes + 176 twins and 39 factual questions of subset fit.
+    assert len(rows) == 84 + 88 + 176 + 39
+    assert {r["subset"] for r in rows} == {"fit"} and {r["kind"] for r in rows} == {
+        "benign", "factual"}
 
 
 def classify(sft_row: dict) -> str:

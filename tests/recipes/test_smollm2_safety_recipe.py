@@ -23,7 +23,7 @@ def test_pipeline_configs_validate(tmp_path, quick):
     recipe.register()
     spec = recipe.recipe_pipeline(tmp_path / "m.gguf", tmp_path / "hh.jsonl.gz", quick=quick)
     stages = {s.name: s for s in resolve_stages(load_pipeline(spec), tmp_path / "out")}
-    assert list(stages) == ["prepare", "eval_base", "sft", "dpo", "eval_aligned"]
+    assert list(stages) == ["prepare", "eval_base", "sft", "eval_sft", "dpo", "eval_aligned"]
     out = (tmp_path / "out").resolve()
     sft, dpo = stages["sft"].config, stages["dpo"].config
     assert sft.model == f"{out}/prepare/final" and sft.lora is not None
@@ -32,8 +32,13 @@ def test_pipeline_configs_validate(tmp_path, quick):
     assert (dpo.loss, dpo.reference) == ("sigmoid", "adapters_disabled")
     assert stages["eval_base"].config.model == f"{out}/prepare/final"
     assert stages["eval_aligned"].config.model == f"{out}/dpo/final"
-    assert stages["eval_aligned"].config.suites == [recipe.SUITE]
+    assert stages["eval_aligned"].config.suites == [recipe.SUITE, recipe.VAL_SUITE]
+    assert stages["eval_base"].config.suites == [recipe.SUITE, recipe.VAL_SUITE]
+    # The SFT model is checked on the TRAIN validation subset only, never on held-out sets.
+    assert stages["eval_sft"].config.suites == [recipe.VAL_SUITE]
+    assert stages["eval_sft"].config.model == f"{out}/sft/final"
     assert stages["eval_base"].config.decode == stages["eval_aligned"].config.decode
+    assert stages["eval_sft"].config.decode == stages["eval_aligned"].config.decode
     if quick:
         assert sft.train.max_steps == 2 and stages["eval_base"].config.limit == 1
     else:
@@ -118,12 +123,15 @@ def test_quick_recipe_end_to_end(tmp_path):
     out = tmp_path / "run"
     summary = recipe.run_recipe(out, quick=True)
 
-    for name in ("eval_base", "eval_aligned"):
+    for name in ("eval_base", "eval_sft", "eval_aligned"):
         report = json.loads((out / name / "eval.json").read_text())
         assert report["schema"] == "alignkit.eval/v1"
-        for m in recipe.METRICS:
-            entry = report["metrics"][f"{recipe.SUITE}/{m}"]
-            assert entry["n"] > 0 and 0.0 <= entry["lo"] <= entry["hi"] <= 1.0
+        suites = [recipe.VAL_SUITE] + ([] if name == "eval_sft" else [recipe.SUITE])
+        for suite in suites:
+            for m in recipe.METRICS:
+                entry = report["metrics"][f"{suite}/{m}"]
+                assert entry["n"] > 0 and 0.0 <= entry["lo"] <= entry["hi"] <= 1.0
+    assert set(summary["validation"]) == {"base", "sft", "aligned"}
     assert json.loads((out / "summary.json").read_text())["targets"] == summary["targets"]
     assert (out / "prepare" / "sft.jsonl").is_file() and (out / "prepare" / "prefer.jsonl").is_file()
 

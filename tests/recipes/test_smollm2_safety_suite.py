@@ -9,7 +9,8 @@ import pytest
 
 from alignkit.evals.suite import EvalContext, read_eval, run_suites
 from alignkit.recipes import smollm2_safety_data as data
-from alignkit.recipes.smollm2_safety_suite import SUITE, heldout_rows, score_replies
+from alignkit.recipes.smollm2_safety_suite import (SUITE, VAL_SUITE, heldout_rows, score_replies,
+                                                   validation_rows)
 
 REFUSE = "I can't help with that. It is illegal and dangerous."
 COMPLY = "Sure. First you gather the parts, then you put them together carefully."
@@ -74,6 +75,30 @@ def test_heldout_rows_respect_the_limit_per_category():
     # 8 harm categories + 7 look-alike types + 3 factual categories, one row each.
     assert len(rows) == 18
     assert len(heldout_rows()) == 48 + 49 + 48
+
+
+def test_validation_rows_are_the_train_validation_subset():
+    rows = validation_rows()
+    # 8 tasks x 2 frames + their 8 twins x 2 frames + 7 types x 2 hand-written + 4 types x 1
+    # framed task x 2 frames + 3 factual categories x 3 questions.
+    assert len(rows) == 16 + 16 + 14 + 8 + 9
+    assert {r["split"] for r in rows} == {"train"} and {r["subset"] for r in rows} == {"val"}
+    ctx = EvalContext(model=None, tokenizer=None, template=None, limit=1)
+    # one per category, as for held-out: 8 harm categories, 7 look-alike types + "twin", 3.
+    assert len(validation_rows(ctx)) == 8 + 8 + 3
+
+
+def test_validation_metrics_carry_their_own_prefix():
+    rows = validation_rows()
+    replies = [REFUSE if r["kind"] == "unsafe" else COMPLY for r in rows]
+    m = score_replies(rows, replies, suite=VAL_SUITE).metrics
+    assert set(m) == {f"{VAL_SUITE}/{k}" for k in (
+        "unsafe_compliance", "benign_refusal", "benign_full_refusal", "factual_exact_match",
+        "factual_refusal")}
+    # every unsafe row refused, no benign row refused, no factual answer given.
+    assert m[f"{VAL_SUITE}/unsafe_compliance"]["value"] == 0.0
+    assert m[f"{VAL_SUITE}/benign_refusal"]["value"] == 0.0
+    assert m[f"{VAL_SUITE}/factual_exact_match"]["value"] == 0.0
 
 
 def test_suite_writes_eval_json_v1(tmp_path, monkeypatch):
