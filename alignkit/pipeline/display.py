@@ -28,6 +28,26 @@ def fmt_seconds(seconds: float | None) -> str:
     return f"{hours} h {minutes:02d} min"
 
 
+def time_left(estimates: list[float | None], spent: float, spent_estimated: float
+              ) -> float | None:
+    """Seconds the stages still to run should take: the sum of their estimates (`estimate_s`
+    of the pipeline file), scaled by how this machine has done so far (seconds spent on the
+    stages run / their estimates, clamped to [0.25, 4]). None when a stage to run has no
+    estimate: an unknown is not shown as a number.
+
+        >>> time_left([60.0, 120.0], spent=0.0, spent_estimated=0.0)    # nothing run yet
+        180.0
+        >>> time_left([60.0, 120.0], spent=150.0, spent_estimated=100.0)  # 1.5x slower so far
+        270.0
+        >>> time_left([60.0, None], spent=0.0, spent_estimated=0.0) is None
+        True
+    """
+    if any(e is None for e in estimates):
+        return None
+    scale = min(max(spent / spent_estimated, 0.25), 4.0) if spent_estimated > 0 else 1.0
+    return scale * sum(estimates)
+
+
 def fmt_metrics(metrics: dict[str, Any]) -> str:
     parts = []
     for k, v in metrics.items():

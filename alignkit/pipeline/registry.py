@@ -58,6 +58,10 @@ _BUILTIN: dict[str, tuple[str, str, str, tuple[str, ...]]] = {
            ("objective/scores", "objective/kl", "heldout/exact_match")),
     "eval": ("alignkit.evals.stage", "EvalStageConfig", "eval_stage",
              ("world_tasks/exact_match", "safety/attack_success", "over_refusal/benign_refusal")),
+    "cai_sl": ("alignkit.cai.sl", "SLConfig", "sl",
+               ("world/final_refusal", "world/revision_less_harmful", "n_rows")),
+    "cai_label": ("alignkit.cai.label", "LabelConfig", "label",
+                  ("agreement", "position_bias", "order_consistency")),
 }
 _REGISTERED: dict[str, StageKind] = {}
 

@@ -46,6 +46,7 @@ class ResolvedStage:
     upstream: dict[str, str]  # referenced stage name -> its key, in file order
     key: str  # cache key, "cfg-…"
     out: Path  # absolute run directory: ROOT/<name>
+    estimate_s: float | None = None  # expected run time from the pipeline file (display only)
 
 
 def stage_key(kind: str, config_dump: dict[str, Any], upstream: dict[str, str]) -> str:
@@ -148,5 +149,5 @@ def resolve_stages(pipeline: Pipeline, root: str | Path) -> list[ResolvedStage]:
         key = stage_key(kind.name, dump, upstream)
         keys[stage.name] = key
         resolved.append(ResolvedStage(i, stage.name, kind, config, dump, upstream, key,
-                                      outs[stage.name]))
+                                      outs[stage.name], stage.estimate_s))
     return resolved

@@ -27,7 +27,7 @@ from alignkit.errors import AlignkitError
 from alignkit.pipeline.cache import (ForceRecord, clear_force_record, move_aside, output_digests,
                                      pipeline_lock, read_force_record, write_force_record,
                                      write_key_file)
-from alignkit.pipeline.display import fmt_seconds, plan_table, summary_table
+from alignkit.pipeline.display import fmt_seconds, plan_table, summary_table, time_left
 from alignkit.pipeline.plan import PlannedStage, plan_stages
 from alignkit.pipeline.registry import main_metrics_of
 from alignkit.pipeline.resolve import resolve_stages
@@ -98,6 +98,7 @@ def _execute(plan: list[PlannedStage], root: Path, source: str, record: ForceRec
     t0 = time.monotonic()
     results: list[StageResult] = []
     n = len(plan)
+    spent = spent_estimated = 0.0  # seconds of the stages run so far that had estimates, and theirs
     for i, p in enumerate(plan, start=1):
         s = p.stage
         head = f"[{i}/{n}] {s.name} ({s.kind.name})"
@@ -106,7 +107,11 @@ def _execute(plan: list[PlannedStage], root: Path, source: str, record: ForceRec
             console.print(f"{head}: [green]reuse[/green] {s.key} -- {escape(p.why)}")
             results.append(_result(p, "reuse", None, metrics))
             continue
-        console.rule(f"{head}: {p.action}  (pipeline elapsed {fmt_seconds(time.monotonic() - t0)})")
+        left = time_left([q.stage.estimate_s for q in plan[i - 1:] if q.action != "reuse"],
+                         spent, spent_estimated)
+        left_text = f"; about {fmt_seconds(left)} left" if left is not None else ""
+        console.rule(f"{head}: {p.action}  (pipeline elapsed "
+                     f"{fmt_seconds(time.monotonic() - t0)}{left_text})")
         console.print(f"  why: {escape(p.why)}\n  key: {s.key}\n  out: {escape(str(s.out))}")
         if p.move_aside and s.out.exists():
             console.print(f"  moved the old run aside: {move_aside(s.out)}")
@@ -138,6 +143,8 @@ def _execute(plan: list[PlannedStage], root: Path, source: str, record: ForceRec
                           f"Run the same command again to continue from '{s.name}'.")
             raise
         seconds = time.monotonic() - started
+        if s.estimate_s is not None:
+            spent, spent_estimated = spent + seconds, spent_estimated + s.estimate_s
         metrics = dict(returned) if isinstance(returned, dict) else dict(manifest.metrics)
         results.append(_result(p, p.action, seconds, metrics))
         console.print(f"  {s.name} done in {fmt_seconds(seconds)} "

@@ -47,6 +47,8 @@ class StageSpec(BaseModel):
     config: dict[str, Any] | None = None  # inline config of that kind (defaults fill the rest)
     config_file: str | None = None  # YAML config file, relative to the pipeline file
     sets: list[str] = Field(default_factory=list, alias="set")  # key=value overrides, applied last
+    estimate_s: float | None = Field(None, gt=0)  # expected run time (s): the time-left display;
+    # not part of the cache key
 
 
 class PipelineSpec(BaseModel):
@@ -111,7 +113,7 @@ def _stage_label(raw: Any, loc: Sequence[Any]) -> str:
 
 _VALID_KEYS = {
     "pipeline": "out, stages",
-    "stage": "name, stage, config, config_file, set",
+    "stage": "name, stage, config, config_file, set, estimate_s",
 }
 
 

@@ -172,6 +172,28 @@ def test_progress_and_summary_are_printed(chain, quiet):
     assert "value=2" in text  # main metric of the fake kind in the summary table
 
 
+def test_time_left_is_shown_from_the_estimates_and_does_not_change_the_key(
+        write_pipeline, tmp_path, quiet):
+    """With an estimate on every stage, each stage's header says how long is left (the first:
+    the sum of all estimates, 1 h 10 min = 4200 s); estimates are display only, so changing one
+    reuses every stage. A stage without an estimate makes the time left unknown (not shown)."""
+    stages = [dict(s, estimate_s=e) for s, e in zip(CHAIN, (600.0, 3000.0, 600.0))]
+    path = write_pipeline(stages, out=str(tmp_path / "root"))
+    run_pipeline(path, console=quiet)
+    text = quiet.file.getvalue()
+    assert "about 1 h 10 min left" in text
+    assert text.count(" left)") == 3
+    stages[1]["estimate_s"] = 5.0
+    again = run_pipeline(write_pipeline(stages, out=str(tmp_path / "root")), console=quiet)
+    assert set(actions(again).values()) == {"reuse"}
+    quiet.file.truncate(0)
+    quiet.file.seek(0)
+    del stages[2]["estimate_s"]
+    stages[2]["config"] = {"value": 4}
+    run_pipeline(write_pipeline(stages, out=str(tmp_path / "root")), console=quiet)
+    assert "side (fake): run" in quiet.file.getvalue() and " left)" not in quiet.file.getvalue()
+
+
 def test_upstream_rebuilt_under_the_same_key_still_reruns_downstream(chain, tmp_path, quiet):
     """base deleted by hand: it re-runs with the same key, and sft (same key, completed) must
     re-run too -- it was built from the old base output, which training may not reproduce."""

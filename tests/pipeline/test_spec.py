@@ -35,7 +35,7 @@ def test_unknown_stage_key_names_file_line_stage_and_key(tmp_path):
         load_pipeline(path)
     msg = str(e.value)
     assert f"{path}:6: stages[1] 'b': unknown key 'confg'" in msg
-    assert "valid keys: name, stage, config, config_file, set" in msg
+    assert "valid keys: name, stage, config, config_file, set, estimate_s" in msg
 
 
 def test_unknown_top_level_key(tmp_path):
