@@ -375,6 +375,23 @@ def synth_self_instruct(
                    {k: v for k, v in metrics.items() if not k.startswith("round_")})
 
 
+# ---------------------------------------------------------------- study (measured experiments)
+study_app = typer.Typer(no_args_is_help=True,
+                        help="Measured studies built from the stages (e.g. reward over-optimisation).")
+app.add_typer(study_app, name="study")
+
+
+@study_app.command("overoptimization")
+def study_overoptimization(config: Optional[Path] = ConfigOpt, set_: Optional[List[str]] = SetOpt,
+                           out: Path = OutOpt):
+    """Best-of-n and PPO against a weak proxy RM: proxy vs gold reward against sqrt(KL)."""
+    from alignkit.studies.overoptimization import OveroptConfig, overoptimization
+
+    metrics = overoptimization(_load(OveroptConfig, config, set_), out)
+    typer.echo((out / "table.md").read_text(encoding="utf-8"))
+    _print_metrics(f"study overoptimization -> {out}/overoptimization.json", metrics)
+
+
 def main() -> None:
     from alignkit.errors import AlignkitError
 

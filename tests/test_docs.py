@@ -21,6 +21,9 @@ PAGES = {
     "rl.md": ["alignkit.train.rl:RLConfig", "alignkit.train.rl:KLConfig",
               "alignkit.train.rl:PPOConfig"],
     "eval.md": ["alignkit.evals.stage:EvalStageConfig"],
+    "study.md": ["alignkit.studies.overoptimization:OveroptConfig",
+                 "alignkit.studies.overoptimization:BonConfig",
+                 "alignkit.studies.proxy:ProxyConfig"],
     "train.md": ["alignkit.train.config:TrainConfig", "alignkit.train.config:OptimConfig",
                  "alignkit.train.config:TrackingConfig"],
 }

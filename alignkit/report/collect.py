@@ -12,7 +12,7 @@ A file that exists but cannot be read (bad JSON, wrong shape) never stops the re
 | samples.jsonl                | per example: suite, prompt, slice fields, response, judgment, why |
 | gate.json                    | overall verdict and per-rule results (key spellings: see `parse_gate`) |
 | report.json / guard_report.json / guard/report.json | guardrail FPR/FNR with intervals, ROC, PR, AUPRC (`parse_guard`) |
-| overoptimization.json        | [{kl, proxy_reward, gold_reward}, ...] |
+| overoptimization.json        | [{kl, proxy_reward, gold_reward}, ...], or per method (bon, ppo) lists d, proxy, gold (`parse_overopt`) |
 
 Files written by other stages are read tolerantly: the spellings accepted are listed in each
 parser's docstring, so a new writer can check it will be read.

@@ -74,6 +74,7 @@ class OveroptPoint:
     kl: float
     proxy_reward: float | None
     gold_reward: float | None
+    method: str | None = None  # "bon" | "ppo" from the study's per-method file; None = one curve
 
 
 @dataclass

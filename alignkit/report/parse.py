@@ -286,9 +286,20 @@ def parse_guard(raw: Any, file: str, problems: list[str]) -> GuardReport | None:
                        base_rate=number(look(("base_rate",))), slices=slices)
 
 
+OVEROPT_METHODS = ("bon", "ppo")  # per-method blocks of `alignkit study overoptimization`
+
+
 def parse_overopt(raw: Any, file: str, problems: list[str]) -> list[OveroptPoint]:
-    """overoptimization.json: a list (or {"points": list}) of {kl, proxy_reward, gold_reward}
-    (also `proxy`/`gold`); sorted by KL. Points without a finite KL are skipped."""
+    """overoptimization.json, in either shape; points sorted by (method, KL).
+
+    - a list (or {"points": list}) of {kl, proxy_reward, gold_reward} (also `proxy`/`gold`);
+      points without a finite KL are skipped;
+    - the study's file (`alignkit.studies.overoptimization`): per method ("bon", "ppo") the
+      parallel lists `d`, `proxy`, `gold` with d = sqrt(KL), read as points with
+      kl = d² and `method` set; lists of different lengths are a problem (method skipped).
+    """
+    if isinstance(raw, Mapping) and any(isinstance(raw.get(m), Mapping) for m in OVEROPT_METHODS):
+        return _parse_overopt_methods(raw, file, problems)
     if isinstance(raw, Mapping):
         raw = raw.get("points")
     if not isinstance(raw, list):
@@ -305,3 +316,34 @@ def parse_overopt(raw: Any, file: str, problems: list[str]) -> list[OveroptPoint
         pts.append(OveroptPoint(kl, number(_first(p, ("proxy_reward", "proxy"))),
                                 number(_first(p, ("gold_reward", "gold")))))
     return sorted(pts, key=lambda p: p.kl)
+
+
+def _parse_overopt_methods(raw: Mapping, file: str, problems: list[str]) -> list[OveroptPoint]:
+    pts = []
+    for method in OVEROPT_METHODS:
+        block = raw.get(method)
+        if block is None:
+            continue
+        lists = {k: block.get(k) if isinstance(block, Mapping) else None
+                 for k in ("d", "proxy", "gold")}
+        bad = [k for k, v in lists.items() if not isinstance(v, list)]
+        if bad:
+            problems.append(str(DataError(f"expected lists d, proxy, gold; {', '.join(bad)} "
+                                          "missing; method skipped", file=file, field=method)))
+            continue
+        if len({len(v) for v in lists.values()}) != 1:
+            problems.append(str(DataError(
+                "lists d, proxy, gold differ in length "
+                f"({', '.join(f'{k}: {len(v)}' for k, v in lists.items())}); method skipped",
+                file=file, field=method)))
+            continue
+        found = []
+        for i, (d, proxy, gold) in enumerate(zip(lists["d"], lists["proxy"], lists["gold"])):
+            d = number(d)
+            if d is None or d < 0:
+                problems.append(str(DataError("point has no finite d >= 0; skipped", file=file,
+                                              field=f"{method}.d[{i}]")))
+                continue
+            found.append(OveroptPoint(d * d, number(proxy), number(gold), method))
+        pts += sorted(found, key=lambda p: p.kl)
+    return pts

@@ -270,14 +270,20 @@ def slices(runs: Sequence[RunData]) -> str:
 def overoptimization(runs: Sequence[RunData]) -> str:
     series = []
     for i, r in enumerate(runs):
-        pts = r.overopt
-        for attr, label, dashed in (("proxy_reward", "proxy reward (reward model)", False),
-                                    ("gold_reward", "gold reward", True)):
-            xs = [p.kl for p in pts if getattr(p, attr) is not None]
-            ys = [getattr(p, attr) for p in pts if getattr(p, attr) is not None]
-            if xs:
-                series.append(Series(f"{r.name}: {label}", xs, ys, dashed=dashed, markers=True,
-                                     color_index=i))
+        # The study's file has one curve per method (best-of-n, PPO): the first keeps the run's
+        # colour, the next ones take palette slots past the runs'.
+        methods = list(dict.fromkeys(p.method for p in r.overopt))
+        for k, method in enumerate(methods):
+            pts = [p for p in r.overopt if p.method == method]
+            name = f"{r.name}: {method}" if method else r.name
+            for attr, label, dashed in (("proxy_reward", "proxy reward (reward model)", False),
+                                        ("gold_reward", "gold reward", True)):
+                xs = [p.kl for p in pts if getattr(p, attr) is not None]
+                ys = [getattr(p, attr) for p in pts if getattr(p, attr) is not None]
+                if xs:
+                    series.append(Series(f"{name} {label}" if method else f"{name}: {label}",
+                                         xs, ys, dashed=dashed, markers=True,
+                                         color_index=i + k * len(runs)))
     if not series:
         return section("overoptimization", empty("overoptimization.json"))
     chart = line_chart(series, title="Proxy and gold reward against KL",
