@@ -170,14 +170,25 @@ def agreement_report(rows: Sequence[dict]) -> dict[str, dict]:
                                          ["category", "prompt_label", "type"])}
 
 
-def label(config: LabelConfig | dict, out_dir: str | Path) -> dict[str, float]:
-    """Run the labelling stage; returns the summary metrics written to the manifest."""
+LABEL_FILES = ("preferences.jsonl", "cai_eval.json", "quarantine.jsonl")  # what a run writes in OUT
+
+
+def label(config: LabelConfig | dict, out_dir: str | Path, *,
+          resume: bool = False) -> dict[str, float]:
+    """Run the labelling stage; returns the summary metrics written to the manifest.
+
+    The shared stage signature (a pipeline stage kind, `cai_label`). Labelling keeps no
+    checkpoint, so `resume=True` deletes an interrupted run's manifest and files
+    (`LABEL_FILES`) and labels again from scratch in the same OUT; a completed run, or another
+    stage's run, is never overwritten.
+    """
     from alignkit.cai.constitution import load_constitution
     from alignkit.cai.feedback import (label_pairs, order_consistency, position_bias,
                                        preference_row)
     from alignkit.cai.lm import ChatLM
     from alignkit.cai.prompts import template_digest
-    from alignkit.cai.runs import ensure_new, fail, finish, start, world_policy_entry
+    from alignkit.cai.runs import (ensure_new, fail, finish, restart_unfinished, start,
+                                   world_policy_entry)
 
     cfg = config if isinstance(config, LabelConfig) else LabelConfig.model_validate(config)
     out = Path(out_dir)
@@ -190,6 +201,8 @@ def label(config: LabelConfig | dict, out_dir: str | Path) -> dict[str, float]:
     if cfg.per_pair is not None and cfg.per_pair > len(comps):
         raise ConfigError(f"per_pair is {cfg.per_pair} but only {len(comps)} comparison "
                           "principles are selected")
+    if resume:
+        restart_unfinished(out, "cai-label", LABEL_FILES)
     ensure_new(out)  # before the quarantine file is written into OUT
     out.mkdir(parents=True, exist_ok=True)
     pairs, to_sample, data_entry = load_pairs(cfg, out / "quarantine.jsonl")
@@ -251,4 +264,4 @@ def label(config: LabelConfig | dict, out_dir: str | Path) -> dict[str, float]:
     return metrics
 
 
-__all__ = ["LabelConfig", "agreement_report", "label", "load_pairs", "sample_pairs"]
+__all__ = ["LABEL_FILES", "LabelConfig", "agreement_report", "label", "load_pairs", "sample_pairs"]

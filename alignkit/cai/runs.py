@@ -3,7 +3,7 @@ finishes `completed` with metrics and digested outputs (or `failed`)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from alignkit.contract.digest import digest_file
 from alignkit.contract.manifest import read_manifest, start_manifest, update_manifest
@@ -24,6 +24,24 @@ def ensure_new(out: Path) -> None:
         old = read_manifest(out)
         raise ConfigError(f"{out} already holds a {old.stage} run (status {old.status}); "
                           "choose another --out")
+
+
+def restart_unfinished(out: Path, stage: str, files: Sequence[str]) -> bool:
+    """For a stage called with `resume=True`: the CAI stages keep no checkpoint, so an
+    interrupted run of `stage` in OUT (manifest `running` or `failed`) is started again from
+    scratch. Its manifest and the run's own `files` (names inside OUT) are deleted; anything
+    else in OUT (e.g. a pipeline's key file) stays. A completed run, or a run of another stage,
+    is left alone (`ensure_new` then refuses it). Returns whether an old run was cleared.
+    """
+    if not (out / "manifest.json").exists():
+        return False
+    old = read_manifest(out)
+    if old.stage != stage or old.status not in ("running", "failed"):
+        return False
+    for name in files:
+        (out / name).unlink(missing_ok=True)
+    (out / "manifest.json").unlink()
+    return True
 
 
 def start(out: Path, stage: str, config: dict, *, model_path: str | None = None,

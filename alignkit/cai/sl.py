@@ -15,9 +15,12 @@ Deliberate choices, written down:
 - each round critiques the latest revision alone (not the whole running dialogue), see
   `alignkit.cai.prompts`;
 - an empty revision (the model stopped at once) keeps the previous reply for the next round and
-  is counted (`empty_revisions`), rather than training on an empty reply.
+  is counted (`empty_revisions`), rather than training on an empty reply;
+- a row whose reply is still empty (an empty original never revised into text, or an empty
+  helpful reply) is left out of OUT/sl_data.jsonl and counted (`dropped_empty_rows`).
 
-Python: `alignkit.cai.sl.sl(config, out_dir)`; command line: `alignkit cai sl --config CFG --out DIR`.
+Python: `alignkit.cai.sl.sl(config, out_dir)`; pipeline stage kind `cai_sl`; command line:
+`alignkit cai sl --config CFG --out DIR`.
 Writes OUT/sl_data.jsonl (the SFT rows), OUT/trajectories.jsonl (every reply, critique and
 revision) and OUT/manifest.json; on world prompts also the gold grader's verdict on originals
 and revisions (``world/*`` metrics, OUT/cai_eval.json with Wilson intervals).
@@ -220,15 +223,27 @@ def world_gold_metrics(trajs: Sequence[Trajectory], metas: Sequence[dict]) -> di
 
 # ------------------------------------------------------------------------------ stage
 
-def sl(config: SLConfig | dict, out_dir: str | Path) -> dict[str, float]:
-    """Run SL-CAI; returns the summary metrics written to the manifest."""
+SL_FILES = ("sl_data.jsonl", "trajectories.jsonl", "cai_eval.json")  # what a run writes in OUT
+
+
+def sl(config: SLConfig | dict, out_dir: str | Path, *, resume: bool = False) -> dict[str, float]:
+    """Run SL-CAI; returns the summary metrics written to the manifest.
+
+    The shared stage signature (a pipeline stage kind, `cai_sl`). SL-CAI keeps no checkpoint,
+    so `resume=True` does not continue an interrupted run: it deletes that run's manifest and
+    files (`SL_FILES`) and runs again from scratch in the same OUT (with greedy decoding, the
+    default, that gives the same rows: the prompt and principle draws are seeded). A completed
+    run in OUT, or another stage's run, is never overwritten, with or without `resume`.
+    """
     from alignkit.cai.constitution import load_constitution
     from alignkit.cai.lm import ChatLM
     from alignkit.cai.prompts import template_digest
-    from alignkit.cai.runs import fail, finish, start, world_policy_entry
+    from alignkit.cai.runs import fail, finish, restart_unfinished, start, world_policy_entry
 
     cfg = config if isinstance(config, SLConfig) else SLConfig.model_validate(config)
     out = Path(out_dir)
+    if resume:
+        restart_unfinished(out, "cai-sl", SL_FILES)
     constitution = load_constitution(cfg.constitution)
     red = (_world_prompts(cfg.world_red_team, "unsafe", cfg.seed) if cfg.red_team == WORLD
            else read_prompts(cfg.red_team))
@@ -266,6 +281,12 @@ def sl(config: SLConfig | dict, out_dir: str | Path) -> dict[str, float]:
                       "template": tpl_digest}
         rows = sl_rows(trajs, list(zip([p for p, _ in helpful], helpful_replies)), provenance,
                        [m for _, m in red], [m for _, m in helpful])
+        # An empty reply (every revision and the original empty, or an empty helpful reply) is
+        # no SFT target (SFT rejects a blank assistant turn): dropped here, counted in the
+        # metrics; trajectories.jsonl still shows it.
+        kept = [r for r in rows if r["messages"][-1]["content"].strip()]
+        dropped = len(rows) - len(kept)
+        rows = kept
         out.mkdir(parents=True, exist_ok=True)
         data_path = out / "sl_data.jsonl"
         _write_jsonl(data_path, rows)
@@ -276,7 +297,7 @@ def sl(config: SLConfig | dict, out_dir: str | Path) -> dict[str, float]:
         if gold:
             (out / "cai_eval.json").write_text(json.dumps(gold, indent=2, sort_keys=True))
         metrics = {"n_red_team": float(len(trajs)), "n_helpful": float(len(helpful)),
-                   "n_rows": float(len(rows)),
+                   "n_rows": float(len(rows)), "dropped_empty_rows": float(dropped),
                    "changed_by_revision": sum(t.final != t.original for t in trajs) / len(trajs),
                    "empty_revisions": float(sum(r["empty"] for t in trajs for r in t.rounds)),
                    **{k: float(v["value"]) for k, v in gold.items()}}
@@ -293,5 +314,5 @@ def _write_jsonl(path: Path, rows: Sequence[dict]) -> None:
             f.write(json.dumps(r, ensure_ascii=False) + "\n")
 
 
-__all__ = ["Generator", "SLConfig", "Trajectory", "critique_revise", "read_prompts", "sl",
-           "sl_rows", "world_gold_metrics"]
+__all__ = ["Generator", "SLConfig", "SL_FILES", "Trajectory", "critique_revise", "read_prompts",
+           "sl", "sl_rows", "world_gold_metrics"]

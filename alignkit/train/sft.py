@@ -60,6 +60,10 @@ class SFTConfig(BaseModel):
     world: WorldConfig = WorldConfig()  # the world that builtin:world data comes from
     safety_per_slice: int = Field(0, ge=0)  # builtin:world only: add this many policy rows (refusals,
     # look-alike answers, abstentions, corrections) per safety slice; 0 = task rows only
+    cai_teaching_per_slice: int = Field(0, ge=0)  # builtin:world only: add the rows that teach
+    # Constitutional AI's critique, revision and A/B comparison (alignkit.cai.world.teaching_rows,
+    # constitution builtin:world) built on this many train-split world safety rows per slice
+    # (unsafe, jailbreak, look-alike: 6 rows each); each trains on its last assistant turn only
     replay_docs: int = Field(2000, ge=0)  # builtin:world only: mix this many pretraining documents
     # in as plain language-modelling rows (category "replay"), so SFT steps that teach skills do
     # not overwrite facts the model knows from pretraining (rehearsal; cf. PPO-ptx, Ouyang et al.
@@ -112,8 +116,15 @@ def load_sft_rows(cfg: SFTConfig) -> tuple[list[dict], list[dict], dict[str, Any
             docs = random.Random(f"replay-{cfg.seed}").sample(
                 world.corpus, min(cfg.replay_docs, len(world.corpus)))
             rows += [{"text": d, "category": "replay"} for d in docs]
+        teaching = cai_teaching_rows(cfg) if cfg.cai_teaching_per_slice else None
+        if teaching is not None:
+            rows += teaching[0]
         entry = {"source": WORLD_DATA, "digest": digest_obj(rows, "dataset"), "n_rows": len(rows),
                  "world": world.config.model_dump()}
+        if teaching is not None:
+            entry["cai_teaching"] = {"n_rows": len(teaching[0]),
+                                     "per_slice": cfg.cai_teaching_per_slice,
+                                     "constitution": teaching[1]}
     else:
         from alignkit.data.readers import read_records
 
@@ -135,6 +146,26 @@ def load_sft_rows(cfg: SFTConfig) -> tuple[list[dict], list[dict], dict[str, Any
     return train, val, entry
 
 
+def cai_teaching_rows(cfg: SFTConfig) -> tuple[list[dict], dict[str, Any]]:
+    """(rows, constitution manifest entry): the CAI teaching rows of `cfg.cai_teaching_per_slice`.
+
+    Each row is a conversation whose earlier assistant turns are *given* replies (compliance
+    stubs among them) and whose last assistant turn is the target, so it carries
+    `train_on: "last"` (honoured per row by `_encode_all`) and `source: "cai-teaching"`; its
+    `category` is the policy category, `task` says critique / revision / comparison.
+    """
+    from alignkit.cai.constitution import load_constitution
+    from alignkit.cai.prompts import PromptSpec
+    from alignkit.cai.world import WORLD, WorldRows, teaching_rows, world_rows
+
+    constitution = load_constitution(WORLD)
+    source = world_rows(WorldRows(n_per_slice=cfg.cai_teaching_per_slice, split="train",
+                                  world=cfg.world), seed=cfg.seed)
+    rows = teaching_rows(source, constitution, PromptSpec(few_shot=0), seed=cfg.seed)
+    return ([{**r, "train_on": "last", "source": "cai-teaching"} for r in rows],
+            constitution.manifest_entry(WORLD))
+
+
 def _policy_entry() -> dict[str, Any]:
     from alignkit.world.policy import load_policy
 
@@ -150,7 +181,11 @@ def _encode_all(rows, tokenizer, template, cfg: SFTConfig):
     out = []
     for i, r in enumerate(rows, start=1):
         if "messages" in r:
-            ex = encode_messages(tokenizer, template, r["messages"], train_on=cfg.train_on,
+            train_on = r.get("train_on", cfg.train_on)  # a row may override the config
+            if train_on not in ("all", "last"):
+                raise DataError(f"train_on must be 'all' or 'last', got {train_on!r}",
+                                line=i, field="train_on")
+            ex = encode_messages(tokenizer, template, r["messages"], train_on=train_on,
                                  max_length=cfg.max_length, line=i)
         else:  # a replayed pretraining document: every token is trained
             ex = encode_text(tokenizer, r["text"], max_length=cfg.max_length, line=i)
@@ -251,7 +286,8 @@ def sft(config: SFTConfig | dict, out_dir: str | Path, *, resume: bool = False) 
               inputs={"train": data_entry}, base_model={"spec": cfg.model, "digest": loaded.digest},
               template={"name": template.name, "digest": template.digest},
               decode={**cfg.decode.model_dump(mode="json"), "digest": cfg.decode.digest},
-              policy=_policy_entry() if cfg.safety_per_slice and cfg.data == WORLD_DATA else None,
+              policy=_policy_entry() if (cfg.safety_per_slice or cfg.cai_teaching_per_slice)
+              and cfg.data == WORLD_DATA else None,
               parents=parent_of(cfg.model))
     try:
         if cfg.lora is not None:

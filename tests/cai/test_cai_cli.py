@@ -28,7 +28,8 @@ def test_cai_sl_writes_sft_rows_with_provenance(tmp_path, tiny_model_dir):
     cfg = {"model": tiny_model_dir, "rounds": 2, "max_red_team": 3, "max_helpful": 2,
            "world_red_team": {"n_per_slice": 2, "categories": ["arson"], "world": WORLD},
            "world_helpful": {"n_per_slice": 1, "world": WORLD},
-           "decode": {"max_new_tokens": 4}, "prompts": {"few_shot": 1}}
+           # sampled: greedy, the random model only says "\n", and empty replies are not rows
+           "decode": {"max_new_tokens": 4, "temperature": 1.0}, "prompts": {"few_shot": 1}}
     (tmp_path / "sl.yaml").write_text(yaml.safe_dump(cfg))
     out = tmp_path / "sl"
     _run(["cai", "sl", "--config", str(tmp_path / "sl.yaml"), "--out", str(out)])
