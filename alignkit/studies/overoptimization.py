@@ -86,6 +86,11 @@ def _merge(base: dict, over: dict) -> dict:
     return out
 
 
+def say(message: str) -> None:
+    """One progress line (the study runs for minutes; each phase says what it starts)."""
+    print(f"study overoptimization: {message}", flush=True)
+
+
 class BonConfig(BaseModel):
     """Best-of-n settings."""
 
@@ -292,6 +297,7 @@ def run_ppo(cfg: OveroptConfig, rcfg: RLConfig, out: Path, tokenizer, prompts, s
     from alignkit.train.rl import rl
 
     run = out / "ppo"
+    say(f"PPO against the proxy: {rcfg.iterations} iterations -> {run}")
     rl(rcfg, run)
     reference = load_model(cfg.policy).model
     policy = copy.deepcopy(reference)
@@ -307,6 +313,8 @@ def run_ppo(cfg: OveroptConfig, rcfg: RLConfig, out: Path, tokenizer, prompts, s
         for key in ("kl", "d", "proxy", "gold", "mean_length"):
             res[key].append(m[key])
         res["iteration"].append(iteration)
+        say(f"measured PPO iteration {iteration} ({len(res['iteration'])}/{len(points)}): "
+            f"d {m['d']:.3f}  proxy {m['proxy']:.3f}  gold {m['gold']:.3f}")
         per_prompt.append(m["gold_per_prompt"])
         for i in range(min(cfg.samples_shown, len(m["texts"]))):
             p = m["prompt_index"][i]
@@ -403,10 +411,9 @@ def train_world_policy(cfg: OveroptConfig, out: Path) -> str:
     from alignkit.world.pretrain import pretrain
 
     world = cfg.world.model_dump(mode="json")
-    print(f"study overoptimization: no policy given; pretraining the world's base model -> "
-          f"{out / 'base'}", flush=True)
+    say(f"no policy given; pretraining the world's base model -> {out / 'base'}")
     pretrain({"world": world, "seed": cfg.seed}, out / "base")
-    print(f"study overoptimization: SFT of the base model -> {out / 'sft'}", flush=True)
+    say(f"SFT of the base model -> {out / 'sft'}")
     sft({"model": str(out / "base" / "final"), "world": world, "seed": cfg.seed}, out / "sft")
     return str(out / "sft" / "final")
 
@@ -451,6 +458,7 @@ def overoptimization(config: OveroptConfig | dict, out_dir: str | Path) -> dict[
         P = len(prompts.ids)
 
         t = time.perf_counter()
+        say(f"proxy reward model ({cfg.proxy.source} pairs) -> {out / 'proxy'}")
         proxy_dir, proxy_entry = make_proxy(cfg, out, loaded.model, tokenizer, prompts, world)
         scorer = RewardScorer([RewardSource(kind="reward_model", path=proxy_dir)])
         timing["proxy_s"] = time.perf_counter() - t
@@ -468,6 +476,7 @@ def overoptimization(config: OveroptConfig | dict, out_dir: str | Path) -> dict[
                 return list(values)
         proxy_entry["centering"] = {"on": cfg.proxy.center, "sigma": sigma,
                                     "mean_of_means": sum(means) / P}
+        say(f"best-of-n: {cfg.bon.samples_per_prompt} draws for each of {P} prompts scored")
         bon = bon_curves(transform(raw, samples.prompt_index), gold, P, cfg.bon.max_n)
         N = cfg.bon.samples_per_prompt
         bon["distinct_completions_per_prompt"] = sum(
