@@ -39,6 +39,10 @@ COLUMNS = [
 # Evaluation examples per slice: the held-out sets are larger; the demo keeps to its time budget.
 EVAL_LIMIT = 12
 DEMO_GATES = Path(__file__).parent / "demo_gates.yaml"
+# Seconds per stage (by name, else by kind) of the full demo on 2 idle CPU cores, measured
+# 2026-11-23 (8 min 30 s in all; benchmarks/RESULTS.md): the pipeline's time-left display.
+ESTIMATE_S = {"base": 165.0, "sft": 155.0, "reward": 45.0, "dpo": 40.0, "rl": 30.0,
+              "cai_data": 5.0, "cai": 5.0, "eval": 16.0}
 GATED = "rl"  # the model the release gate judges against SFT (named, not "the last row")
 # World safety rows per slice whose CAI teaching rows SFT adds (6 rows each, 15 slices: 270 rows,
 # about +19% of the SFT stage's tokens; docs/sft.md, `cai_teaching_per_slice`).
@@ -123,6 +127,9 @@ def demo_pipeline(quick: bool = False) -> dict[str, Any]:
         for s in stages:
             quick_cfg = QUICK_STAGES.get(s["name"], QUICK.get(s["stage"], {}))
             s["config"] = _merge(s["config"], quick_cfg)
+    else:  # quick runs have no measured estimates: their time left is not shown
+        for s in stages:
+            s["estimate_s"] = ESTIMATE_S.get(s["name"], ESTIMATE_S.get(s["stage"]))
     return {"stages": stages}
 
 
@@ -157,7 +164,8 @@ def run_demo(out: Path, *, force: bool = False, quick: bool = False) -> dict:
     table = Table(title="alignkit demo: built-in world, held-out sets (95% intervals)")
     table.add_column("model")
     for title, _, better in COLUMNS:
-        table.add_column(f"{title} {better}", justify="right")
+        # fold, not "…": on a narrow terminal (or a log, 80 columns) the interval wraps
+        table.add_column(f"{title} {better}", justify="right", overflow="fold")
     for m in models:
         table.add_row(m, *(_cell(reports[m].get(metric)) for _, metric, _ in COLUMNS))
     console.print(table)

@@ -14,6 +14,17 @@ def test_demo_pipeline_evaluates_every_trained_policy():
     assert all(e["config"]["reference"] == "${sft.out}/final" for e in evals)
 
 
+def test_full_demo_stages_all_have_time_estimates_and_quick_ones_none():
+    """Every full-size stage has an estimate (else the pipeline cannot say how long is left);
+    the quick demo's stages have none (their times were never measured)."""
+    from alignkit.pipeline.spec import load_pipeline
+
+    full = demo_pipeline()
+    assert all(s["estimate_s"] > 0 for s in full["stages"])
+    load_pipeline(full)  # estimate_s is a valid stage key
+    assert all("estimate_s" not in s for s in demo_pipeline(quick=True)["stages"])
+
+
 def test_demo_pipeline_has_a_cai_round_from_the_taught_sft_model():
     stages = {s["name"]: s for s in demo_pipeline()["stages"]}
     assert stages["sft"]["config"]["cai_teaching_per_slice"] > 0
