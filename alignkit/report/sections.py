@@ -191,6 +191,9 @@ def _pick_metric(r: RunData, explicit: str | None, patterns: Sequence[str],
     if explicit:
         return r.metric(explicit)
     for pat in patterns:  # patterns in priority order, then metrics in file order
+        exact = [m for m in r.metrics if m.name.split("/", 1)[-1].lower() == pat]
+        if exact:  # safety/attack_success before safety/adaptive_attack_success (file order)
+            return exact[0]
         for m in r.metrics:
             short = m.name.split("/", 1)[-1].lower()
             words = re.split(r"[^a-z0-9]+", short)

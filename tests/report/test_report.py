@@ -119,6 +119,23 @@ def test_explicit_frontier_metrics_override_the_name_search(runs, tmp_path):
     assert 'class="point" cx="153.0" cy="204.6"' in section_html(page, "frontier")
 
 
+def test_frontier_prefers_the_exact_metric_name_over_a_longer_one(tmp_path):
+    """safety/adaptive_attack_success comes first in the file (sorted) and contains
+    "attack_success"; the frontier still plots safety/attack_success."""
+    import json
+
+    def est(v):
+        return {"value": v, "lo": v, "hi": v, "n": 10}
+    run = tmp_path / "eval_x"
+    run.mkdir()
+    (run / "eval.json").write_text(json.dumps({"schema": "alignkit.eval/v1", "metrics": {
+        "over_refusal/benign_refusal": est(0.5), "safety/adaptive_attack_success": est(0.9),
+        "safety/attack_success": est(0.25)}}))
+    html = section_html(build_report([run], tmp_path / "r.html").read_text(), "frontier")
+    assert "<code>safety/attack_success</code> 0.25" in html
+    assert "adaptive" not in html
+
+
 def test_slices_include_the_overall_bar_and_each_slice(page):
     html = section_html(page, "slices")
     labels = re.findall(r'class="bar-label"[^>]*>([^<]*)<', html)
