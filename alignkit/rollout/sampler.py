@@ -189,18 +189,24 @@ def _sample_chunk(model: Any, prompts: Sequence[Sequence[int]], decode: DecodeSp
     finished = torch.zeros(B, dtype=torch.bool, device=device)
     stopped = torch.zeros(B, dtype=torch.bool, device=device)
 
-    out = model(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=positions,
-                use_cache=True, logits_to_keep=1)
+    # Without left padding the mask is all ones at every step (new tokens, pads of finished
+    # rows included, are always visible): pass none, so the model skips building a mask from it
+    # each step. Same attention either way; it is what keeps batch 1 at generate()'s speed.
+    unpadded = bool(prompt_mask.all())
+    out = model(input_ids=prompt_ids, attention_mask=None if unpadded else prompt_mask,
+                position_ids=positions, use_cache=True, logits_to_keep=1)
     past = out.past_key_values
+    filtering = decode.top_k > 0 or decode.top_p < 1.0
     steps = 0
     for t in range(n_new):
         logits = out.logits[:, -1].float()  # (B, V)
-        logp_all = torch.log_softmax(logits / T, dim=-1)  # the unmodified tempered policy
+        scaled = logits if T == 1.0 else logits / T
+        logp_all = torch.log_softmax(scaled, dim=-1)  # the unmodified tempered policy
         if greedy:
             token = logits.argmax(dim=-1)
         else:
-            filtered = top_p_filter(top_k_filter(logits / T, decode.top_k), decode.top_p)
-            probs = torch.softmax(filtered, dim=-1)
+            probs = (torch.softmax(top_p_filter(top_k_filter(scaled, decode.top_k), decode.top_p),
+                                   dim=-1) if filtering else logp_all.exp())
             token = torch.multinomial(probs, 1, generator=generator).squeeze(1)  # (B,)
         alive = ~(finished | stopped)
         token = torch.where(alive, token, pad)
@@ -215,7 +221,8 @@ def _sample_chunk(model: Any, prompts: Sequence[Sequence[int]], decode: DecodeSp
         if bool((finished | stopped).all()) or t == n_new - 1:
             break
         mask[:, P + t] = 1  # the new token is visible to itself and later ones (padding too)
-        out = model(input_ids=token[:, None], attention_mask=mask[:, :P + t + 1],
+        out = model(input_ids=token[:, None],
+                    attention_mask=None if unpadded else mask[:, :P + t + 1],
                     position_ids=next_pos + t, past_key_values=past, use_cache=True)
         past = out.past_key_values
     return Rollout(prompt_ids=prompt_ids, prompt_mask=prompt_mask,

@@ -64,6 +64,23 @@ def test_sampled_logprobs_match_a_fresh_forward_at_t1(world_lm, world_prompts):
     assert torch.all(r.logprobs[~r.response_mask.bool()] == 0)
 
 
+def test_unpadded_prompts_decode_without_a_mask_and_still_match(world_lm, world_prompts):
+    """Prompts of one length (batch 1, or equal lengths) take the no-mask path; the recorded
+    log-probs still equal a fresh forward's, and each row samples what it samples alone in a
+    padded batch (greedy: the tokens are a function of the prompt only)."""
+    model, tok = world_lm
+    same = [world_prompts[0], list(world_prompts[0])]
+    r = sample(model, tok, same, DecodeSpec(temperature=1.0, max_new_tokens=12, seed=4))
+    assert bool(r.prompt_mask.all())
+    rescored = token_logprobs(model, r.prompts(), r.responses())
+    torch.testing.assert_close(torch.tensor([x for row in rescored for x in row]),
+                               real_logps(r), atol=1e-4, rtol=0)
+    greedy = DecodeSpec(temperature=0.0, max_new_tokens=12)
+    alone = sample(model, tok, world_prompts[:1], greedy)
+    padded = sample(model, tok, world_prompts, greedy)
+    assert alone.responses()[0] == padded.responses()[0]
+
+
 @pytest.mark.parametrize("decode", [
     DecodeSpec(temperature=0.7, max_new_tokens=10, seed=2),
     DecodeSpec(temperature=1.3, top_k=20, top_p=0.9, max_new_tokens=10, seed=3),
