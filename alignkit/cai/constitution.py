@@ -35,11 +35,11 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo,
+from pydantic import (BaseModel, ConfigDict, Field, ValidationInfo,
                       field_validator)
 
 from alignkit.contract.digest import digest_obj
+from alignkit.data.yaml_lines import parse_yaml_model
 from alignkit.errors import DataError
 
 BUILTIN = {"builtin:world": "constitution_v1.yaml", "builtin:english": "constitution_en_v1.yaml"}
@@ -169,38 +169,7 @@ def _builtin(name: str) -> Constitution:
 
 def parse_constitution(text: str, source: str = "<constitution>") -> Constitution:
     """Validate YAML text; `source` names it in errors."""
-    try:
-        root = yaml.compose(text)
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        raise DataError(f"invalid YAML: {e}", file=source,
-                        line=None if mark is None else mark.line + 1) from e
-    if not isinstance(raw, dict):
-        raise DataError("a constitution file must be a YAML mapping", file=source, line=1)
-    try:
-        return Constitution.model_validate(raw)
-    except ValidationError as e:
-        err = e.errors()[0]
-        loc = tuple(err["loc"])
-        field = ".".join(str(part) for part in loc) or None
-        raise DataError(f"{err['msg']} ({e.error_count()} error(s) in all)", file=source,
-                        line=_yaml_line(root, loc), field=field) from e
-
-
-def _yaml_line(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
-    """1-based line of the deepest YAML node on the path `loc` that exists."""
-    line = None if node is None else node.start_mark.line + 1
-    for key in loc:
-        child = None
-        if isinstance(node, yaml.MappingNode):
-            child = next((v for k, v in node.value if getattr(k, "value", None) == key), None)
-        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
-            child = node.value[key]
-        if child is None:
-            break
-        node, line = child, child.start_mark.line + 1
-    return line
+    return parse_yaml_model(text, source, Constitution, "constitution")
 
 
 __all__ = ["BUILTIN", "Comparison", "Constitution", "Example", "Principle", "load_constitution",

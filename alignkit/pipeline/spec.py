@@ -30,6 +30,7 @@ from typing import Any, Sequence
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from alignkit.data.yaml_lines import yaml_line
 from alignkit.errors import ConfigError
 from alignkit.pipeline.registry import stage_kind_names
 
@@ -71,32 +72,13 @@ class Pipeline:
 
     def line_of(self, loc: Sequence[Any]) -> int | None:
         """1-based line of the key or item at `loc` (e.g. ("stages", 1, "config", "model"))."""
-        return _yaml_line(self.node, loc)
+        return yaml_line(self.node, loc)
 
     def where(self, index: int, *loc: Any) -> str:
         """'FILE:LINE: stages[I] 'NAME'' -- the prefix of every error about stage I."""
         line = self.line_of(("stages", index, *loc)) or self.line_of(("stages", index))
         name = self.spec.stages[index].name
         return f"{self.source}{f':{line}' if line else ''}: stages[{index}] '{name}'"
-
-
-def _yaml_line(node: Any, loc: Sequence[Any]) -> int | None:
-    line = None
-    for part in loc:
-        if isinstance(node, yaml.MappingNode):
-            for key_node, value_node in node.value:
-                if key_node.value == str(part):
-                    line, node = key_node.start_mark.line + 1, value_node
-                    break
-            else:
-                break
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) \
-                and 0 <= part < len(node.value):
-            node = node.value[part]
-            line = node.start_mark.line + 1
-        else:
-            break
-    return line
 
 
 def _stage_label(raw: Any, loc: Sequence[Any]) -> str:
@@ -121,7 +103,7 @@ def _validation_error(err: ValidationError, raw: Any, source: str, node: Any) ->
     problems = []
     for e in err.errors():
         loc = [p for p in e["loc"] if isinstance(p, (str, int))]
-        line = _yaml_line(node, loc)
+        line = yaml_line(node, loc)
         where = f"{source}:{line}" if line else source
         label = _stage_label(raw, loc)
         in_stage = bool(label)

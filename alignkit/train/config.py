@@ -21,6 +21,7 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from alignkit.data.yaml_lines import yaml_line
 from alignkit.errors import ConfigError
 
 M = TypeVar("M", bound=BaseModel)
@@ -151,24 +152,14 @@ def _model_at(cls: type[BaseModel], loc: Sequence[Any]) -> type[BaseModel] | Non
 
 
 def _yaml_line(text: str | None, loc: Sequence[Any]) -> int | None:
-    """1-based line of the key at ``loc`` in a YAML document, when it can be found."""
+    """1-based line of the key at ``loc`` in a YAML document (its deepest existing parent's
+    when the key itself is absent), when the text parses."""
     if not text:
         return None
     try:
-        node = yaml.compose(text)
+        return yaml_line(yaml.compose(text), loc)
     except yaml.YAMLError:
         return None
-    line = None
-    for part in loc:
-        if not isinstance(node, yaml.MappingNode):
-            break
-        for key_node, value_node in node.value:
-            if key_node.value == str(part):
-                line, node = key_node.start_mark.line + 1, value_node
-                break
-        else:
-            break
-    return line
 
 
 def _config_error(err: ValidationError, cls: type[BaseModel], source: str,

@@ -17,12 +17,11 @@ from __future__ import annotations
 from functools import lru_cache
 from importlib.resources import files
 from pathlib import Path
-from typing import Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from alignkit.contract.digest import digest_obj
+from alignkit.data.yaml_lines import parse_yaml_model
 from alignkit.errors import DataError
 
 DEFAULT_POLICY = "policy_v1.yaml"
@@ -107,22 +106,6 @@ class Policy(BaseModel):
         return f"{self.refusal} {self.category(category_id).alternative}"
 
 
-def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
-    """1-based line of the YAML node at pydantic location `loc` (deepest node that exists)."""
-    line = None if node is None else node.start_mark.line + 1
-    for key in loc:
-        if isinstance(node, yaml.MappingNode):
-            node = next((v for k, v in node.value if getattr(k, "value", None) == key), None)
-        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
-            node = node.value[key]
-        else:
-            node = None
-        if node is None:
-            break
-        line = node.start_mark.line + 1
-    return line
-
-
 def load_policy(path: str | Path | None = None) -> Policy:
     """Parse and validate a policy file; `None` loads the built-in `policy_v1.yaml`.
 
@@ -148,20 +131,5 @@ def _load(path: Path) -> Policy:
 
 
 def _parse(text: str, source: str) -> Policy:
-    try:
-        root = yaml.compose(text)
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        raise DataError(f"invalid YAML: {e}", file=source,
-                        line=None if mark is None else mark.line + 1) from e
-    if not isinstance(raw, dict):
-        raise DataError("a policy file must be a YAML mapping", file=source, line=1)
-    try:
-        return Policy.model_validate(raw)
-    except ValidationError as e:
-        err = e.errors()[0]
-        loc = tuple(err["loc"])
-        field = ".".join(str(part) for part in loc) or None
-        raise DataError(f"{err['msg']} ({e.error_count()} error(s) in all)", file=source,
-                        line=_line_of(root, loc), field=field) from e
+    return parse_yaml_model(text, source, Policy, "policy")
+
